@@ -125,7 +125,9 @@ class FullBatchModule(pl.LightningModule):
         return terms["loss"]
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.phase_parameters(), lr=self.lrs[self.phase])
+        # foreach: one vectorised update for all parameters instead of a Python loop over
+        # them (same arithmetic)
+        return torch.optim.Adam(self.phase_parameters(), lr=self.lrs[self.phase], foreach=True)
 
     def phase_parameters(self):
         """Parameters optimised in the current phase (all of them unless overridden)."""
@@ -146,10 +148,12 @@ def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], pha
         return
     module.phase = phase
     module.log_every = max(1, epochs // 5)
-    n = int(tensors[0].shape[0])
-    # a local generator: the loader's per-epoch base seed would otherwise come from the
-    # global RNG (and shift every later global draw in the caller's program)
-    loader = DataLoader(TensorDataset(*tensors), batch_size=n, shuffle=False,
+    # One sampler element, the whole slice: every epoch is a single batch taken as views of
+    # the tensors, without per-sample indexing and collation (which cost as much as the
+    # training steps themselves on small pools). A local generator: the loader's per-epoch
+    # base seed would otherwise come from the global RNG (and shift every later global draw
+    # in the caller's program).
+    loader = DataLoader(TensorDataset(*tensors), sampler=[slice(None)], batch_size=None,
                         generator=torch.Generator().manual_seed(0))
     with _quiet_lightning():
         trainer = pl.Trainer(
@@ -188,15 +192,20 @@ def candidate_subset(n: int, budget: int, max_candidates: int | None, seed: int,
     uniformly without replacement by ``np.random.default_rng(seed)``, and logs that it did.
     The subset is never smaller than the budget, so exactly ``budget`` picks always exist.
     """
-    if max_candidates is None or n <= max_candidates:
-        return None
-    size = max(int(max_candidates), int(budget))
+    size = candidate_subset_size(n, budget, max_candidates)
     if size >= n:
         return None
     subset = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
     log.info("%s: the pool has %d samples, more than max_candidates=%d; selecting from a "
              "seeded random candidate subset of %d samples.", who, n, max_candidates, size)
     return subset.astype(np.int64)
+
+
+def candidate_subset_size(n: int, budget: int, max_candidates: int | None) -> int:
+    """How many samples :func:`candidate_subset` keeps (``n`` when it keeps them all)."""
+    if max_candidates is None or n <= max_candidates:
+        return int(n)
+    return int(min(n, max(int(max_candidates), int(budget))))
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
     candidate_subset,
+    candidate_subset_size,
     check_hidden_dims,
     check_positive,
     fit_full_batch,
@@ -34,7 +35,7 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, RankingSelector
 
 __all__ = ["ALMS", "ALMSModule", "alms_scores", "frequent_directions", "noisy_copies"]
 
@@ -206,13 +207,14 @@ def alms_scores(q: np.ndarray, score: str = "sum") -> np.ndarray:
     raise ValueError(f"score must be one of {_SCORES}; got {score!r}.")
 
 
-class ALMS(Selector):
+class ALMS(RankingSelector):
     """ALMS (TIP 2021): autoencoder + Frequent-Directions sketch; top-B rows of Q.
 
     Trains :class:`ALMSModule` with a ``pytorch_lightning.Trainer`` (full batch): first the
     autoencoder with the real/fake task, then everything jointly with the sketch term at
     half the learning rate (as the released code). Samples are ranked by :func:`alms_scores`
-    and the top ``budget`` taken.
+    and the top ``budget`` taken; the ranking does not depend on the budget, so a budget
+    sweep trains once per seed (see :class:`~nfpf.selection.RankingSelector`).
 
     Parameters
     ----------
@@ -307,11 +309,15 @@ class ALMS(Selector):
         self.num_threads = (None if num_threads is None
                             else check_positive("num_threads", num_threads, integer=True))
 
-    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        with torch_threads(self.num_threads):
-            return self._select_impl(pool, budget, seed)
+    def ranking_key(self, n: int, budget: int) -> int:
+        """The number of samples ranked: the budget matters only through the subset size."""
+        return candidate_subset_size(n, budget, self.max_candidates)
 
-    def _select_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        with torch_threads(self.num_threads):
+            return self._rank_impl(pool, budget, seed)
+
+    def _rank_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         subset = candidate_subset(pool.n, budget, self.max_candidates, seed, "ALMS")
         X = np.asarray(pool.features if subset is None else pool.features[subset],
                        dtype=np.float64)
@@ -339,8 +345,8 @@ class ALMS(Selector):
         self.candidates_ = subset
         self.history_ = module.history
         self.info_ = _info(subset, self.sketch_size, module.history)
-        picks = top_k(self.scores_, budget)
-        return picks if subset is None else subset[picks]
+        order = top_k(self.scores_, self.scores_.size)
+        return order if subset is None else subset[order]
 
 
 def _info(subset: np.ndarray | None, ell: int, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
     candidate_subset,
+    candidate_subset_size,
     check_hidden_dims,
     check_positive,
     fit_full_batch,
@@ -37,7 +38,7 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, RankingSelector
 
 __all__ = ["DUAL", "DUALModule", "dual_scores"]
 
@@ -144,12 +145,14 @@ def dual_scores(coef: np.ndarray, coef_cluster: np.ndarray) -> np.ndarray:
     return minmax(s1) + minmax(s2)
 
 
-class DUAL(Selector):
+class DUAL(RankingSelector):
     """DUAL (IJCAI 2020): autoencoder + self-expressive selection block, top-B by column norms.
 
     Trains :class:`DUALModule` with a ``pytorch_lightning.Trainer`` (full batch): first the
     autoencoder alone, then K-means (K clusters) on its codes gives the centres M, then the
-    joint objective. Samples are ranked by :func:`dual_scores` and the top ``budget`` taken.
+    joint objective. Samples are ranked by :func:`dual_scores` and the top ``budget`` taken;
+    the ranking does not depend on the budget, so a budget sweep trains once per seed (see
+    :class:`~nfpf.selection.RankingSelector`).
 
     Parameters
     ----------
@@ -231,11 +234,15 @@ class DUAL(Selector):
         self.num_threads = (None if num_threads is None
                             else check_positive("num_threads", num_threads, integer=True))
 
-    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        with torch_threads(self.num_threads):
-            return self._select_impl(pool, budget, seed)
+    def ranking_key(self, n: int, budget: int) -> int:
+        """The number of samples ranked: the budget matters only through the subset size."""
+        return candidate_subset_size(n, budget, self.max_candidates)
 
-    def _select_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        with torch_threads(self.num_threads):
+            return self._rank_impl(pool, budget, seed)
+
+    def _rank_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         subset = candidate_subset(pool.n, budget, self.max_candidates, seed, "DUAL")
         X = pool.features if subset is None else pool.features[subset]
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -265,8 +272,8 @@ class DUAL(Selector):
         self.candidates_ = subset
         self.history_ = module.history
         self.info_ = _info(subset, k, module.history)
-        picks = top_k(self.scores_, budget)
-        return picks if subset is None else subset[picks]
+        order = top_k(self.scores_, self.scores_.size)
+        return order if subset is None else subset[order]
 
 
 def _info(subset: np.ndarray | None, k: int, history: list[dict[str, Any]]) -> dict[str, Any]:

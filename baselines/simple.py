@@ -36,28 +36,49 @@ class KMeans(Selector):
     minibatch_above : int or None
         Use ``MiniBatchKMeans`` when the budget exceeds this many clusters (``None``: never).
         Changes the result (an approximation of K-means); off for budgets up to 500 by default.
+    fit_subset : int or None
+        Bounded mode for large pools: when the pool has more samples than this, K-means is
+        fitted on a seeded random subset of that many samples
+        (``np.sort(default_rng(seed).choice(n, fit_subset, replace=False))``) and each
+        centroid still takes its nearest sample of the *whole* pool. Changes the result when
+        n exceeds it (recorded in ``info_["fit_subset"]``); identical below it. ``None``
+        (default): fit on the whole pool.
 
-    Time O(n·B·d·iterations); memory O(n·d + B·d) plus a chunked n × B distance pass.
+    Time O(m·B·d·iterations) for m = min(n, fit_subset) fitted samples, plus one chunked
+    O(n·B·d) pass for the nearest samples; memory O(m·d + B·d) (scikit-learn copies the
+    fitted samples) plus that chunked pass.
     """
 
-    def __init__(self, n_init: int = 3, max_iter: int = 300, minibatch_above: int | None = 500):
+    def __init__(self, n_init: int = 3, max_iter: int = 300, minibatch_above: int | None = 500,
+                 fit_subset: int | None = None):
         if int(n_init) < 1:
             raise ValueError(f"n_init must be >= 1; got {n_init}.")
         if int(max_iter) < 1:
             raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+        if fit_subset is not None and int(fit_subset) < 1:
+            raise ValueError(f"fit_subset must be a positive number of samples or None; "
+                             f"got {fit_subset}.")
         self.n_init = int(n_init)
         self.max_iter = int(max_iter)
         self.minibatch_above = minibatch_above
+        self.fit_subset = None if fit_subset is None else int(fit_subset)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         X = pool.features
+        fitted = X
+        self.info_["fit_subset"] = None
+        if self.fit_subset is not None and pool.n > max(self.fit_subset, budget):
+            rows = np.sort(np.random.default_rng(seed).choice(
+                pool.n, size=max(self.fit_subset, budget), replace=False))
+            fitted = X[rows]
+            self.info_["fit_subset"] = int(rows.size)
         if self.minibatch_above is not None and budget > self.minibatch_above:
             km = cluster.MiniBatchKMeans(n_clusters=budget, n_init=self.n_init, random_state=seed,
                                  max_iter=self.max_iter, batch_size=max(1024, 3 * budget))
         else:
             km = cluster.KMeans(n_clusters=budget, n_init=self.n_init, max_iter=self.max_iter,
                         random_state=seed)
-        km.fit(X)
+        km.fit(fitted)
         self.info_["inertia"] = float(km.inertia_)
         return nearest_distinct(X, km.cluster_centers_)
 

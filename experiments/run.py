@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from experiments.sweep_validation import install as install_sweep_validation
 from nfpf.api import CONFIG_DIR
 from nfpf.pipeline import InfeasibleBudgetError, RunNames, failure_record, run, run_hash
 from nfpf.results import FAILED_FILE, is_complete, write_json_atomic
@@ -27,6 +28,8 @@ log = logging.getLogger("nfpf.run")
 # notice about matching them by name is not actionable for users.
 warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")
 
+# Validate a sweep by one job per combination of config-group choices, not every job.
+install_sweep_validation()
 
 
 def names_from_hydra(cfg: DictConfig) -> RunNames:

@@ -34,7 +34,7 @@ from nfpf.results import (
     write_json_atomic,
     write_npy_atomic,
 )
-from nfpf.selection import Selector, check_budget
+from nfpf.selection import RankingSelector, Selector, check_budget
 
 __all__ = [
     "InfeasibleBudgetError",
@@ -123,44 +123,54 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
     """Run the selector, or reuse the cached selection of the same key.
 
     A selection depends only on dataset, features, selector, budget and seed, so it is
-    cached under a key of exactly those and reused by every classifier.
+    cached under a key of exactly those and reused by every classifier. For a
+    :class:`~nfpf.selection.RankingSelector` the cache holds the whole ranking under its
+    ``ranking_key`` in place of the budget, so every budget of a sweep cuts the same one.
     """
-    key = config_hash({
-        "dataset": _plain(cfg.dataset), "features": _plain(cfg.features),
-        "selector": names.selector, "selector_config": _plain(cfg.selector),
-        "budget": budget, "seed": int(cfg.seed),
-    })
-    if cache_dir is None:
-        return _run_selector(cfg, dataset, features, budget, None, None)
-    indices_path = Path(cache_dir) / "selections" / f"{key}.npy"
-    meta_path = indices_path.with_suffix(".json")
-    indices_path.parent.mkdir(parents=True, exist_ok=True)
-    # Parallel jobs that differ only in the classifier wait for one another instead of
-    # computing the same selection twice.
-    with FileLock(str(indices_path.with_suffix(".lock"))):
-        if indices_path.is_file() and meta_path.is_file():
-            log.info("selection: reusing cached %s (%s)", names.selector, key)
-            return np.load(indices_path), {**read_json(meta_path), "cached": True}
-        return _run_selector(cfg, dataset, features, budget, indices_path, meta_path)
-
-
-def _run_selector(cfg: DictConfig, dataset: Dataset, features: np.ndarray, budget: int,
-                  indices_path: Path | None, meta_path: Path | None):
     selector: Selector = instantiate(cfg.selector)
     if not isinstance(selector, Selector):
         raise TypeError(f"selector config builds {type(selector).__name__}, not a Selector.")
+    n = int(features.shape[0])
+    ranked = isinstance(selector, RankingSelector)
+    key = config_hash({
+        "dataset": _plain(cfg.dataset), "features": _plain(cfg.features),
+        "selector": names.selector, "selector_config": _plain(cfg.selector),
+        "budget": {"ranking": selector.ranking_key(n, budget)} if ranked else budget,
+        "seed": int(cfg.seed),
+    })
+    if cache_dir is None:
+        return _run_selector(cfg, selector, dataset, features, budget, None, None)
+    indices_path = Path(cache_dir) / "selections" / f"{key}.npy"
+    meta_path = indices_path.with_suffix(".json")
+    indices_path.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel jobs that differ only in the classifier (or, for a ranking, the budget) wait
+    # for one another instead of computing the same selection twice.
+    with FileLock(str(indices_path.with_suffix(".lock"))):
+        if indices_path.is_file() and meta_path.is_file():
+            log.info("selection: reusing cached %s (%s)", names.selector, key)
+            return np.load(indices_path)[:budget], {**read_json(meta_path), "cached": True}
+        return _run_selector(cfg, selector, dataset, features, budget, indices_path,
+                             meta_path)
+
+
+def _run_selector(cfg: DictConfig, selector: Selector, dataset: Dataset,
+                  features: np.ndarray, budget: int, indices_path: Path | None,
+                  meta_path: Path | None):
     pool = dataset.pool_view(features)  # features and images only: no labels
     start = time.perf_counter()
-    indices = selector.select(pool, budget, seed=int(cfg.seed))
+    if isinstance(selector, RankingSelector):
+        stored = selector.rank(pool, budget, seed=int(cfg.seed))
+    else:
+        stored = selector.select(pool, budget, seed=int(cfg.seed))
     meta = {
         "seconds": time.perf_counter() - start,
         "info": getattr(selector, "info_", {}),
         "history": getattr(selector, "history_", []),
     }
     if indices_path is not None:
-        write_npy_atomic(indices_path, indices)
+        write_npy_atomic(indices_path, stored)
         write_json_atomic(meta_path, meta)
-    return indices, {**meta, "cached": False}
+    return stored[:budget], {**meta, "cached": False}
 
 
 def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Pool", "Selector", "as_pool", "check_budget", "check_indices"]
+__all__ = ["Pool", "RankingSelector", "Selector", "as_pool", "check_budget", "check_indices"]
 
 
 @dataclass(frozen=True)
@@ -197,3 +197,57 @@ class Selector(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+class RankingSelector(Selector):
+    """A selector whose picks are the best ``budget`` entries of a ranking of the pool.
+
+    Score-then-top-B methods (DUAL, ALMS) rank the whole pool (or a candidate subset) once;
+    the budget only cuts the ranking. They implement :meth:`_rank` and say in
+    :meth:`ranking_key` what, besides the pool and the seed, the ranking depends on, so that
+    a sweep over budgets trains them once per seed: :func:`nfpf.pipeline.run` caches the
+    ranking under that key and cuts it for every budget. ``select(pool, B)`` is always
+    ``rank(pool, B)[:B]``.
+    """
+
+    def rank(self, pool: Pool | np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
+        """The method's ranking of the pool, best first.
+
+        Parameters
+        ----------
+        pool : Pool or ndarray of shape (n, d)
+        budget : int
+            The budget the ranking must cover (it matters only when it changes what is
+            ranked, e.g. a candidate subset never smaller than the budget).
+        seed : int
+
+        Returns
+        -------
+        ranking : ndarray of shape (m,), int64
+            Distinct pool indices, ``budget <= m <= n``, best first.
+        """
+        pool = as_pool(pool)
+        budget = check_budget(budget, pool.n)
+        self.info_ = {}
+        self.history_ = []
+        ranking = np.asarray(self._rank(pool, budget, int(seed)), dtype=np.int64)
+        if ranking.size < budget:
+            raise RuntimeError(f"{type(self).__name__} ranked {ranking.size} samples, fewer "
+                               f"than the budget {budget}.")
+        return check_indices(ranking, ranking.size, pool.n, who=type(self).__name__)
+
+    def ranking_key(self, n: int, budget: int) -> int | None:
+        """What the ranking depends on besides the pool, the seed and the parameters.
+
+        ``None`` (the default) when the budget does not change it; subclasses return e.g.
+        the size of the candidate subset they rank. Two budgets with equal keys share a
+        ranking.
+        """
+        return None
+
+    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        return self._rank(pool, budget, seed)[:budget]
+
+    @abstractmethod
+    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        """Return distinct indices into ``pool``, best first, at least ``budget`` of them."""

@@ -136,6 +136,18 @@ def test_candidate_subset_above_limit(caplog):
     assert whole.info_["candidate_subset"] is None and whole.candidates_ is None
 
 
+def test_ranking_is_budget_free_and_select_cuts_it():
+    X = blobs(n=80)
+    ranking = DUAL(**SMALL).rank(X, 5, seed=3)
+    assert np.unique(ranking).size == 80  # the whole pool, best first
+    for budget in (1, 7, 30):
+        np.testing.assert_array_equal(DUAL(**SMALL).select(X, budget, seed=3),
+                                      ranking[:budget])
+    sel = DUAL(max_candidates=40, **SMALL)
+    assert sel.ranking_key(80, 5) == sel.ranking_key(80, 40) == 40
+    assert sel.ranking_key(80, 50) == 50 and sel.ranking_key(30, 5) == 30
+
+
 @pytest.mark.parametrize("kwargs,name", [
     (dict(latent_dim=0), "latent_dim"),
     (dict(epochs=-1), "epochs"),

@@ -118,6 +118,31 @@ def test_unknown_choice_lists_known_ones(tmp_path, group, value):
     assert known in proc.stderr
 
 
+def test_sweep_with_an_unknown_choice_fails_before_any_run(tmp_path):
+    # the bad choice is the last job of the sweep: validation must still reach it up front
+    proc = nfpf_run("-m", "experiment=single", "selector=random,kmeans,nope", "seed=0,1",
+                    out=tmp_path / "o", check=False)
+    assert proc.returncode != 0
+    assert "Available options" in proc.stderr and "nope" in proc.stderr
+    assert not list((tmp_path / "o").rglob("result.json"))
+
+
+def test_sweep_validation_keeps_one_job_per_group_combination():
+    from experiments.sweep_validation import representative_jobs
+
+    groups = {"selector", "selector/ablation", "dataset", "hydra/launcher"}
+    batch = [[f"dataset={d}", f"selector={s}", f"budget_per_class={b}", f"seed={r}"]
+             for d in ("digits", "usps") for s in ("kmeans", "ablation/nfpf_mse")
+             for b in (1, 2) for r in (0, 1)]
+    kept = representative_jobs(batch, groups)
+    assert kept == [batch[0], batch[4], batch[8], batch[12]]
+    # a key overridden by only some jobs makes them a combination of their own
+    extra = [["selector=kmeans", "seed=0"], ["selector=kmeans", "seed=1"],
+             ["selector=kmeans", "seed=1", "selector.n_init=2"],
+             ["+hydra/launcher=joblib", "seed=0"]]
+    assert representative_jobs(extra, groups) == [extra[0], extra[2], extra[3]]
+
+
 @pytest.mark.parametrize("overrides,error,match", [
     (["budget=0"], ValueError, "at least 1"),
     (["budget=-5"], ValueError, "at least 1"),
@@ -157,6 +182,25 @@ def test_selection_cache_is_reused_across_classifiers(tmp_path):
     assert not first["selection"]["cached"] and second["selection"]["cached"]
     assert np.array_equal(np.load(tmp_path / "svc" / "indices.npy"),
                           np.load(tmp_path / "knn" / "indices.npy"))
+
+
+def test_ranking_selector_trains_once_per_seed_across_budgets(tmp_path):
+    fast = ["selector=dual", "selector.pretrain_epochs=3", "selector.epochs=3",
+            f"paths.output_dir={tmp_path}"]
+    names = RunNames("test", "digits", "raw", "dual", "linear_svc")
+    small = run(compose_run(*fast, "budget=10"), names, tmp_path / "b10")
+    large = run(compose_run(*fast, "budget=40"), names, tmp_path / "b40")
+    other_seed = run(compose_run(*fast, "budget=40", "seed=1"), names, tmp_path / "s1")
+    assert not small["selection"]["cached"] and large["selection"]["cached"]
+    assert not other_seed["selection"]["cached"]
+    b10, b40 = np.load(tmp_path / "b10" / "indices.npy"), np.load(tmp_path / "b40" / "indices.npy")
+    assert b10.shape == (10,) and b40.shape == (40,)
+    np.testing.assert_array_equal(b10, b40[:10])
+    # the cut ranking is what an uncached run at that budget selects
+    direct = run(compose_run(*fast, "budget=10", "paths.cache_dir=null"), names,
+                 tmp_path / "direct")
+    assert not direct["selection"]["cached"]
+    np.testing.assert_array_equal(np.load(tmp_path / "direct" / "indices.npy"), b10)
 
 
 def test_labels_never_reach_the_selector(tmp_path, monkeypatch):

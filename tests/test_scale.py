@@ -184,6 +184,30 @@ def test_kmeans_minibatch_bound_not_reached_is_exact(blobs):
     np.testing.assert_array_equal(a, b)
 
 
+def test_kmeans_fit_subset(blobs):
+    from sklearn.cluster import KMeans as SkKMeans
+
+    from baselines.simple import KMeans
+
+    X = blobs[0][:400]
+    # not reached: identical to fitting on the whole pool
+    exact = KMeans().select(X, 12, seed=3)
+    np.testing.assert_array_equal(KMeans(fit_subset=400).select(X, 12, seed=3), exact)
+    # reached: centroids of a K-means fit on the seeded subset, nearest sample of the pool
+    sel = KMeans(fit_subset=150)
+    picks = sel.select(X, 12, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(400, size=150, replace=False))
+    centers = SkKMeans(12, n_init=3, max_iter=300, random_state=3).fit(X[rows]).cluster_centers_
+    d = ((X[:, None, :].astype(np.float64) - centers[None]) ** 2).sum(-1)
+    expected: list[int] = []  # each centre in turn takes its nearest sample not yet taken
+    for j in range(12):
+        expected.append(next(int(i) for i in np.argsort(d[:, j]) if i not in expected))
+    np.testing.assert_array_equal(picks, expected)
+    assert sel.info_["fit_subset"] == 150
+    with pytest.raises(ValueError, match="fit_subset"):
+        KMeans(fit_subset=0)
+
+
 def test_knn_chunked_equals_unchunked(blobs):
     from baselines._neighbors import knn_distances
 

@@ -1,0 +1,68 @@
+"""Faster up-front validation of large Hydra sweeps.
+
+Before launching a batch, Hydra's basic sweeper composes the full config of *every* job to
+catch composition errors early (about 0.2 s per job here: 20 minutes for a 6,000-run
+protocol, before the first run starts). Whether a job's config composes depends only on its
+config-group choices (``dataset=``, ``selector=``, ...) and on which keys it overrides: the
+configs have no typed schema, so two jobs that differ only in the values of plain keys
+(``seed=0`` vs ``seed=1``) compose or fail together. :func:`install` makes the sweeper
+validate one job per distinct combination of group choices and overridden keys, which
+catches exactly the same errors; every job is still composed in full when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+__all__ = ["install", "representative_jobs"]
+
+_ORIGINAL = BasicSweeper.validate_batch_is_legal
+
+
+def representative_jobs(batch: Sequence[Sequence[str]],
+                        groups: set[str]) -> list[Sequence[str]]:
+    """One job per distinct (group choices, overridden keys) combination, in batch order.
+
+    Parameters
+    ----------
+    batch : sequence of override lists, e.g. ``[["selector=nfpf", "seed=0"], ...]``
+    groups : the config groups (``"selector"``, ``"hydra/launcher"``, ...)
+    """
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for overrides in batch:
+        signature = []
+        for override in overrides:
+            key, _, _ = override.partition("=")
+            name = key.lstrip("+~").split("@")[0].replace(".", "/")
+            signature.append(override if name in groups else key)
+        signature_key = tuple(sorted(signature))
+        if signature_key not in seen:
+            seen.add(signature_key)
+            kept.append(overrides)
+    return kept
+
+
+def _config_groups(loader) -> set[str]:
+    groups: set[str] = set()
+    pending = [""]
+    while pending:
+        parent = pending.pop()
+        for name in loader.list_groups(parent):
+            path = f"{parent}/{name}" if parent else name
+            groups.add(path)
+            pending.append(path)
+    return groups
+
+
+def _validate_representatives(self: BasicSweeper, batch: Sequence[Sequence[str]]) -> None:
+    context = getattr(self, "hydra_context", None)
+    loader = context.config_loader if context is not None else self.config_loader
+    _ORIGINAL(self, representative_jobs(batch, _config_groups(loader)))
+
+
+def install() -> None:
+    """Make Hydra's basic sweeper validate one representative job per group combination."""
+    BasicSweeper.validate_batch_is_legal = _validate_representatives
