@@ -7,18 +7,20 @@ config-group choices (``dataset=``, ``selector=``, ...) and on which keys it ove
 configs have no typed schema, so two jobs that differ only in the values of plain keys
 (``seed=0`` vs ``seed=1``) compose or fail together. :func:`install` makes the sweeper
 validate one job per distinct combination of group choices and overridden keys, which
-catches exactly the same errors; every job is still composed in full when it runs.
+catches the same errors; every job is still composed in full when it runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.plugins.sweeper import Sweeper
 
 __all__ = ["install", "representative_jobs"]
 
-_ORIGINAL = BasicSweeper.validate_batch_is_legal
+# Patched on the base class: Hydra's plugin discovery executes the sweeper modules itself, so
+# the BasicSweeper class it instantiates is not the one an import here would give.
+_ORIGINAL = Sweeper.validate_batch_is_legal
 
 
 def representative_jobs(batch: Sequence[Sequence[str]],
@@ -57,12 +59,12 @@ def _config_groups(loader) -> set[str]:
     return groups
 
 
-def _validate_representatives(self: BasicSweeper, batch: Sequence[Sequence[str]]) -> None:
+def _validate_representatives(self: Sweeper, batch: Sequence[Sequence[str]]) -> None:
     context = getattr(self, "hydra_context", None)
     loader = context.config_loader if context is not None else self.config_loader
     _ORIGINAL(self, representative_jobs(batch, _config_groups(loader)))
 
 
 def install() -> None:
-    """Make Hydra's basic sweeper validate one representative job per group combination."""
-    BasicSweeper.validate_batch_is_legal = _validate_representatives
+    """Make Hydra's sweepers validate one representative job per group combination."""
+    Sweeper.validate_batch_is_legal = _validate_representatives

@@ -143,6 +143,32 @@ def test_sweep_validation_keeps_one_job_per_group_combination():
     assert representative_jobs(extra, groups) == [extra[0], extra[2], extra[3]]
 
 
+def test_hydra_sweeper_validates_one_job_per_group_combination():
+    from types import SimpleNamespace
+
+    from hydra.core.plugins import Plugins
+
+    import experiments.run  # noqa: F401  (installs the validation)
+
+    composed = []
+
+    class Loader:
+        def list_groups(self, parent):
+            return ["selector"] if parent == "" else []
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            composed.append(sweep_overrides)
+
+    # the class Hydra itself instantiates (its plugin discovery loads the module anew)
+    basic = Plugins.instance().class_name_to_class[
+        "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"]
+    sweeper = basic(max_batch_size=None, params=None)
+    sweeper.hydra_context, sweeper.config = SimpleNamespace(config_loader=Loader()), {}
+    batch = [[f"selector={s}", f"seed={r}"] for s in ("a", "b") for r in range(5)]
+    sweeper.validate_batch_is_legal(batch)
+    assert composed == [["selector=a", "seed=0"], ["selector=b", "seed=0"]]
+
+
 @pytest.mark.parametrize("overrides,error,match", [
     (["budget=0"], ValueError, "at least 1"),
     (["budget=-5"], ValueError, "at least 1"),
