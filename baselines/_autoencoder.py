@@ -5,19 +5,15 @@
 - :class:`FullBatchModule`: a LightningModule base that trains on the whole (candidate) pool
   as one batch, in named phases ("pretrain", "joint", ...), and records every epoch's losses.
 - :func:`fit_full_batch`: runs one phase with a ``pytorch_lightning.Trainer``.
-- :func:`candidate_subset`: the seeded subset both methods fall back to when the pool is too
-  large for their n × n (DUAL) or n × ℓ (ALMS) parameters.
 - :func:`torch_threads`: a scoped limit on torch's intra-op threads.
 - :func:`check_hidden_dims`, :func:`check_positive`: constructor validation helpers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,12 +22,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nfpf.deep.common import quiet_lightning
 from nfpf.utils import torch_threads
 
 __all__ = [
     "FullBatchModule",
     "MLPAutoencoder",
-    "candidate_subset",
     "check_hidden_dims",
     "check_positive",
     "fit_full_batch",
@@ -155,57 +151,13 @@ def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], pha
     # in the caller's program).
     loader = DataLoader(TensorDataset(*tensors), sampler=[slice(None)], batch_size=None,
                         generator=torch.Generator().manual_seed(0))
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=int(epochs), accelerator=accelerator, devices=1, logger=False,
             enable_checkpointing=False, enable_progress_bar=enable_progress_bar,
             enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
         )
         trainer.fit(module, loader)
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=r".*number of training batches.*")
-            warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def candidate_subset(n: int, budget: int, max_candidates: int | None, seed: int,
-                     who: str) -> np.ndarray | None:
-    """The seeded candidate subset a method with O(n²) or O(n·ℓ) parameters works on.
-
-    Returns ``None`` when the whole pool fits (``max_candidates`` is None or n <= it);
-    otherwise sorted distinct indices of ``max(max_candidates, budget)`` samples drawn
-    uniformly without replacement by ``np.random.default_rng(seed)``, and logs that it did.
-    The subset is never smaller than the budget, so exactly ``budget`` picks always exist.
-    """
-    size = candidate_subset_size(n, budget, max_candidates)
-    if size >= n:
-        return None
-    subset = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    log.info("%s: the pool has %d samples, more than max_candidates=%d; selecting from a "
-             "seeded random candidate subset of %d samples.", who, n, max_candidates, size)
-    return subset.astype(np.int64)
-
-
-def candidate_subset_size(n: int, budget: int, max_candidates: int | None) -> int:
-    """How many samples :func:`candidate_subset` keeps (``n`` when it keeps them all)."""
-    if max_candidates is None or n <= max_candidates:
-        return int(n)
-    return int(min(n, max(int(max_candidates), int(budget))))
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

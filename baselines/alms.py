@@ -26,8 +26,6 @@ from torch import nn
 from baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
-    candidate_subset,
-    candidate_subset_size,
     check_hidden_dims,
     check_positive,
     fit_full_batch,
@@ -35,7 +33,7 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, RankingSelector
+from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
 
 __all__ = ["ALMS", "ALMSModule", "alms_scores", "frequent_directions", "noisy_copies"]
 

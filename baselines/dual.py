@@ -28,8 +28,6 @@ from torch import nn
 from baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
-    candidate_subset,
-    candidate_subset_size,
     check_hidden_dims,
     check_positive,
     fit_full_batch,
@@ -38,7 +36,7 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, RankingSelector
+from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
 
 __all__ = ["DUAL", "DUALModule", "dual_scores"]
 

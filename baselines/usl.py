@@ -9,7 +9,7 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from baselines._neighbors import as_float_array, auto_chunk_size, knn_density
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, Selector, select_on_subset
 
 __all__ = ["USL", "usl_regularizer"]
 
@@ -132,15 +132,9 @@ class USL(Selector):
         return km.fit_predict(X).astype(np.int64)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        from baselines._autoencoder import candidate_subset  # lazy: imports lightning
-
-        subset = candidate_subset(pool.n, budget, self.max_candidates, seed, "usl")
-        if subset is None:
-            picks = self._select_all(pool, budget, seed)
-        else:
-            sub = Pool(np.asarray(pool.features[subset]), n_classes=pool.n_classes)
-            picks = subset[self._select_all(sub, budget, seed)]
-        self.info_["candidate_subset"] = None if subset is None else int(subset.size)
+        picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "usl",
+                                       self._select_all)
+        self.info_["candidate_subset"] = size
         return picks
 
     def _select_all(self, pool: Pool, budget: int, seed: int) -> np.ndarray:

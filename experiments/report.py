@@ -14,6 +14,7 @@ import logging
 import sys
 
 from nfpf.report import DEFAULT_REFERENCE, build_report, log_report_to_wandb
+from nfpf.report.collect import METRICS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="significance level of the Wilcoxon win/tie/loss rule "
                              "(default 0.05)")
-    parser.add_argument("--metric", choices=("accuracy", "balanced_accuracy"),
-                        default="accuracy", help="metric of the tables (default accuracy)")
+    parser.add_argument("--metric", choices=METRICS, default="accuracy",
+                        help="metric of the tables (default accuracy; best_accuracy: best "
+                             "epoch of a deep classifier)")
     parser.add_argument("--no-figures", action="store_true",
                         help="tables only (no figures; faster, no dataset reloading)")
     parser.add_argument("--wandb", action="store_true",

@@ -139,8 +139,9 @@ def load_runs(root: str | os.PathLike):
     """All runs below ``root`` as a pandas DataFrame, one row per run.
 
     Columns: the :data:`RUN_KEYS`, ``status`` ("complete" or "failed"), ``accuracy``,
-    ``balanced_accuracy``, ``classes_covered``, ``selection_seconds``, ``error`` (failed runs)
-    and ``run_dir``. Unreadable files appear as failed rows with the read error.
+    ``balanced_accuracy``, ``best_accuracy`` (deep classifiers only), ``classes_covered``,
+    ``selection_seconds``, ``error`` (failed runs) and ``run_dir``. Unreadable files appear
+    as failed rows with the read error.
     """
     import pandas as pd
 
@@ -159,12 +160,14 @@ def load_runs(root: str | os.PathLike):
             status=record.get("status", "failed"),
             accuracy=metrics.get("accuracy"),
             balanced_accuracy=metrics.get("balanced_accuracy"),
+            best_accuracy=metrics.get("best_accuracy"),
             classes_covered=metrics.get("classes_covered"),
             selection_seconds=timings.get("selection"),
             error=record.get("error"),
             run_dir=str(path.parent),
         )
         rows.append(row)
-    columns = [*RUN_KEYS, "status", "accuracy", "balanced_accuracy", "classes_covered",
+    columns = [*RUN_KEYS, "status", "accuracy", "balanced_accuracy", "best_accuracy",
+               "classes_covered",
                "selection_seconds", "error", "run_dir"]
     return pd.DataFrame(rows, columns=columns)

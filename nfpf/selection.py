@@ -8,13 +8,18 @@ pixels, its images -- and a budget, and returns that many distinct indices into 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Pool", "RankingSelector", "Selector", "as_pool", "check_budget", "check_indices"]
+__all__ = ["Pool", "RankingSelector", "Selector", "as_pool", "candidate_subset",
+           "candidate_subset_size", "check_budget", "check_indices", "select_on_subset"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -251,3 +256,43 @@ class RankingSelector(Selector):
     @abstractmethod
     def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         """Return distinct indices into ``pool``, best first, at least ``budget`` of them."""
+
+
+def candidate_subset_size(n: int, budget: int, max_candidates: int | None) -> int:
+    """How many samples :func:`candidate_subset` keeps (``n`` when it keeps them all)."""
+    if max_candidates is None or n <= max_candidates:
+        return int(n)
+    return int(min(n, max(int(max_candidates), int(budget))))
+
+
+def candidate_subset(n: int, budget: int, max_candidates: int | None, seed: int,
+                     who: str) -> np.ndarray | None:
+    """The seeded candidate subset a method bounded by ``max_candidates`` works on.
+
+    Returns ``None`` when the whole pool fits (``max_candidates`` is None or n <= it);
+    otherwise sorted distinct indices of ``max(max_candidates, budget)`` samples drawn
+    uniformly without replacement by ``np.random.default_rng(seed)``, and logs that it did.
+    The subset is never smaller than the budget, so exactly ``budget`` picks always exist.
+    """
+    size = candidate_subset_size(n, budget, max_candidates)
+    if size >= n:
+        return None
+    subset = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+    log.info("%s: the pool has %d samples, more than max_candidates=%d; selecting from a "
+             "seeded random candidate subset of %d samples.", who, n, max_candidates, size)
+    return subset.astype(np.int64)
+
+
+def select_on_subset(pool: Pool, budget: int, seed: int, max_candidates: int | None,
+                     who: str, select: Callable[[Pool, int, int], np.ndarray],
+                     ) -> tuple[np.ndarray, int | None]:
+    """Run ``select(pool, budget, seed)`` on the seeded candidate subset, mapped back.
+
+    Returns the picks as pool indices and the subset size (``None``: the whole pool was
+    used, and ``select`` saw ``pool`` itself).
+    """
+    subset = candidate_subset(pool.n, budget, max_candidates, seed, who)
+    if subset is None:
+        return select(pool, budget, seed), None
+    sub = Pool(np.asarray(pool.features[subset]), n_classes=pool.n_classes)
+    return subset[select(sub, budget, seed)], int(subset.size)

@@ -165,7 +165,7 @@ def test_zero_rows_are_allowed():
 def test_candidate_subset_above_limit(caplog):
     X = blobs(n=200)
     sel = ALMS(max_candidates=40, **SMALL)
-    with caplog.at_level(logging.INFO, logger="baselines._autoencoder"):
+    with caplog.at_level(logging.INFO, logger="nfpf.selection"):
         idx = sel.select(X, 6, seed=7)
     expected = np.sort(np.random.default_rng(7).choice(200, size=40, replace=False))
     np.testing.assert_array_equal(sel.candidates_, expected)

@@ -284,11 +284,19 @@ def test_resnet18_through_the_pipeline(tmp_path):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
             "experiment=single", "logger=none", "dataset=digits", "features=raw",
-            "selector=random", "classifier=resnet18", "classifier.epochs=1",
+            "selector=random", "classifier=resnet18", "classifier.epochs=2",
             "budget_per_class=2", trainer_override("cpu"), f"paths.output_dir={tmp_path}"])
     assert cfg.classifier.trainer.accelerator == "cpu"
     record = run(cfg, RunNames("test", "digits", "raw", "random", "resnet18"), tmp_path / "r")
-    assert record["budget"] == 20 and 0 <= record["metrics"]["accuracy"] <= 1
+    metrics = record["metrics"]
+    assert record["budget"] == 20 and 0 <= metrics["accuracy"] <= 1
+    # the test curve of the released recipe: best and last epoch, the last being the model
+    # that predicted the test split
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    curve = [h["test_accuracy"] for h in metrics["history"]]
+    assert metrics["best_accuracy"] == pytest.approx(max(curve))
+    assert metrics["last_accuracy"] == pytest.approx(curve[-1])
+    assert metrics["accuracy"] == pytest.approx(metrics["last_accuracy"], abs=1e-9)
 
 
 # -------------------------------------------------------------------------------------------

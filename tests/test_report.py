@@ -409,3 +409,17 @@ def test_wandb_offline_logs_tables_and_figures(report, tmp_path):
     assert "mean" in summary["columns"] and len(summary["data"]) == len(_cells(report))
     images = list((run_dir / "files" / "media" / "images").rglob("*.png"))
     assert len(images) == len(report.figures)
+
+
+def test_best_accuracy_metric_is_tabulated(tmp_path):
+    from nfpf.report.collect import collect_runs
+
+    for seed, (last, best) in enumerate([(0.50, 0.61), (0.55, 0.58)]):
+        record = _record("random", "resnet18", 20, seed, last)
+        record["metrics"].update(best_accuracy=best, last_accuracy=last)
+        _plant(tmp_path, record)
+    runs = collect_runs(tmp_path, metric="best_accuracy")
+    assert sorted(runs.complete["value"]) == [0.58, 0.61]
+    assert sorted(collect_runs(tmp_path).complete["value"]) == [0.50, 0.55]
+    with pytest.raises(ValueError, match="best_accuracy"):
+        collect_runs(tmp_path, metric="f1")

@@ -225,6 +225,8 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
     """
 
     uses_images = True
+    #: :func:`nfpf.evaluate.evaluate_selection` passes the test split as ``eval_set``.
+    evaluates_during_fit = True
 
     def __init__(self, epochs: int = 100, batch_size: int = 128, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 5e-4, dropout: float = 0.5,

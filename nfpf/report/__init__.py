@@ -207,7 +207,8 @@ def _runs_csv(runs: RunSet) -> pd.DataFrame:
     incomplete = pd.DataFrame({"run_dir": [str(p) for p in runs.incomplete],
                                "status": "incomplete"})
     columns = [*GROUP_KEYS, "selector", "budget", "budget_per_class", "seed", "status",
-               "accuracy", "balanced_accuracy", "classes_covered", "error", "run_dir"]
+               "accuracy", "balanced_accuracy", "best_accuracy", "classes_covered", "error",
+               "run_dir"]
     frames = [f.reindex(columns=columns) for f in (complete, failed, skipped, incomplete)
               if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
@@ -273,7 +274,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, *,
         not run is an error.
     alpha : float
         Significance level of the win/tie/loss rule.
-    metric : {"accuracy", "balanced_accuracy"}
+    metric : {"accuracy", "balanced_accuracy", "best_accuracy"}
     figures : bool
         Also draw the figures (off: tables only, faster).
     max_montage : int

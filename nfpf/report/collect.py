@@ -20,8 +20,11 @@ import pandas as pd
 
 from nfpf.results import FAILED_FILE, RESULT_FILE, load_runs, read_json
 
-__all__ = ["GROUP_KEYS", "RunSet", "collect_runs", "find_incomplete", "shipped_config",
-           "variant_labels"]
+__all__ = ["GROUP_KEYS", "METRICS", "RunSet", "collect_runs", "find_incomplete",
+           "shipped_config", "variant_labels"]
+
+#: Metrics a report can tabulate (``nfpf-report --metric``).
+METRICS = ("accuracy", "balanced_accuracy", "best_accuracy")
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +193,12 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     ----------
     root : path
         Searched recursively for ``result.json`` / ``failed.json``.
-    metric : {"accuracy", "balanced_accuracy"}
-        The metric the tables report (column ``value``).
+    metric : {"accuracy", "balanced_accuracy", "best_accuracy"}
+        The metric the tables report (column ``value``). ``best_accuracy`` (the best epoch's
+        test accuracy) exists only for classifiers that evaluate while training (ResNet-18).
     """
-    if metric not in ("accuracy", "balanced_accuracy"):
-        raise ValueError(
-            f"metric={metric!r} is not reported; choose 'accuracy' or 'balanced_accuracy'."
-        )
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not reported; choose one of {METRICS}.")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
