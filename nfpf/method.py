@@ -619,12 +619,13 @@ def _single_threaded():
     """Run BLAS/torch single-threaded: the rounds' operations are small (|S|, L <= a few
     hundred), and waking a second thread costs more than it gains, badly so on a busy host."""
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from nfpf.utils import blas_threads
 
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        with threadpool_limits(limits=1):
+        with blas_threads(1):
             yield
     finally:
         torch.set_num_threads(before)

@@ -77,11 +77,11 @@ def _orth(a: np.ndarray) -> np.ndarray:
     Keeps ``min(a.shape)`` columns even when ``a`` is numerically rank deficient, so the
     weight matrix keeps its shape (scipy would drop columns).
     """
-    from threadpoolctl import threadpool_limits
+    from nfpf.utils import blas_threads
 
     # single-threaded: LAPACK's SVD gains little from threads and loses much to thread
     # wake-ups on a busy host (measured 0.5 s vs 12 s for 1800 x 784 on 2 shared cores)
-    with threadpool_limits(limits=1):
+    with blas_threads(1):
         u, _, _ = np.linalg.svd(a, full_matrices=False)
     return u[:, : min(a.shape)]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
 
-__all__ = ["torch_threads"]
+__all__ = ["blas_threads", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -28,3 +29,20 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@functools.cache
+def _threadpool_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads(limit: int):
+    """Context manager limiting the BLAS/OpenMP thread pools to ``limit`` threads.
+
+    ``threadpoolctl.threadpool_limits`` scans the process's loaded libraries on every call
+    (about 7 ms here, 0.5 s over an MNIST NFPF selection's 70 rounds); one controller,
+    created on first use, is reused instead.
+    """
+    return _threadpool_controller().limit(limits=int(limit))
