@@ -46,6 +46,13 @@ class TypiClust(Selector):
         ``MiniBatchKMeans`` batch size (released code: 5000).
     n_init : int or "auto"
         K-means restarts (scikit-learn ``n_init``).
+    typicality_subset : int or None
+        Bounded mode for large pools: when a picked cluster has more unselected samples than
+        this, the typicality (and the pick) is computed among a random sample of that many
+        of them (drawn by ``np.random.default_rng(seed)``, one draw per pick), so a pick
+        costs O(typicality_subset² d) instead of O(m_c² d). Changes the result only for such
+        clusters (``info_["typicality_subsampled_picks"]`` counts them); identical below the
+        bound. ``None`` (default): exact.
 
     Attributes
     ----------
@@ -53,7 +60,8 @@ class TypiClust(Selector):
         The K-means cluster of every sample in the last selection.
 
     Time: K-means O(n K d iterations) plus typicality O(sum over picks of m_c^2 d) for the
-    picked clusters' sizes m_c (O(n^2 d / K) when one pick per cluster). Memory O(n d) plus one
+    picked clusters' sizes m_c (O(n^2 d / K) when one pick per cluster; m_c capped at
+    ``typicality_subset`` in the bounded mode). Memory O(n d) plus one
     cluster's distance block (chunked, O(chunk * m_c)).
     """
 
@@ -65,6 +73,7 @@ class TypiClust(Selector):
         minibatch_above: int = 50,
         batch_size: int = 5000,
         n_init: int | str = "auto",
+        typicality_subset: int | None = None,
     ):
         for name, value, low in (("max_clusters", max_clusters, 1),
                                  ("min_cluster_size", min_cluster_size, 0),
@@ -82,6 +91,12 @@ class TypiClust(Selector):
         self.minibatch_above = int(minibatch_above)
         self.batch_size = int(batch_size)
         self.n_init = n_init if n_init == "auto" else int(n_init)
+        if typicality_subset is not None and (
+                isinstance(typicality_subset, bool) or not float(typicality_subset).is_integer()
+                or int(typicality_subset) < 2):
+            raise ValueError(f"typicality_subset must be an integer >= 2 or None; got "
+                             f"{typicality_subset!r}.")
+        self.typicality_subset = None if typicality_subset is None else int(typicality_subset)
 
     def _cluster(self, X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
         if n_clusters == 1:
@@ -109,6 +124,8 @@ class TypiClust(Selector):
         available = np.ones(pool.n, dtype=bool)
         selected = np.empty(budget, dtype=np.int64)
         fallback_at = None
+        rng = np.random.default_rng(seed)
+        subsampled = 0
         for t in range(budget):
             eligible = usable & (remaining > 0)
             if not eligible.any():
@@ -124,6 +141,9 @@ class TypiClust(Selector):
             cluster = int(candidates[best])
             idx = members[cluster]
             idx = idx[available[idx]]
+            if self.typicality_subset is not None and idx.size > self.typicality_subset:
+                idx = np.sort(rng.choice(idx, size=self.typicality_subset, replace=False))
+                subsampled += 1
             if idx.size == 1:
                 pick = int(idx[0])
             else:
@@ -138,5 +158,6 @@ class TypiClust(Selector):
             "n_nonempty_clusters": int((sizes > 0).sum()),
             "n_usable_clusters": int(usable.sum()),
             "small_cluster_fallback_at": fallback_at,
+            "typicality_subsampled_picks": subsampled,
         }
         return selected

@@ -47,6 +47,8 @@ BOUNDED = {
     "probcover": {"max_candidates": 20000},
     "usl": {"max_candidates": 20000},
     "nfpf": {"kmeans_fit_subset": 100000},
+    "kmeans": {"fit_subset": 100000},
+    "typiclust": {"typicality_subset": 2000},
 }
 
 
@@ -112,7 +114,8 @@ def worker(args: argparse.Namespace) -> None:
     idx = sel.select(Pool(X, n_classes=10), args.budget, seed=0)
     wall = time.perf_counter() - t0
     info = {k: v for k, v in getattr(sel, "info_", {}).items()
-            if k in ("candidate_subset", "kmeans_fit_subset", "streamed", "timings")}
+            if k in ("candidate_subset", "kmeans_fit_subset", "fit_subset", "streamed", "timings",
+                     "typicality_subsampled_picks")}
     print("RESULT " + json.dumps({"select_s": wall, "n_selected": len(idx), "info": info}))
 
 

@@ -1,15 +1,20 @@
 """Hydra callbacks of a sweep: its size at the start, progress after each job, the report
 at the end.
 
-Progress is counted from the files on disk (``result.json``/``failed.json`` below the sweep
-directory), so it is right whichever launcher runs the jobs (in-process, joblib workers,
-SLURM) and after a resume.
+Progress is counted from files on disk, so it is right whichever launcher runs the jobs
+(in-process, joblib workers, SLURM) and after a resume: when the sweep starts, one walk of the
+sweep directory records the status of every run already there in a ledger
+(``progress.jsonl``); each job then appends one line with its own status and reads the ledger
+back. Walking the directory after every job instead costs O(runs) per job (0.35 s at 400
+runs here), O(runs²) for the sweep.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nfpf.api import CONFIG_DIR
-from nfpf.results import FAILED_FILE, RESULT_FILE, find_run_files, read_json, write_json_atomic
+from nfpf.results import RESULT_FILE, find_run_files, read_json, write_json_atomic
 
 log = logging.getLogger("nfpf.sweep")
 
 SWEEP_FILE = "sweep.json"
+LEDGER_FILE = "progress.jsonl"
 
 
 def sweep_size(config: DictConfig) -> int:
@@ -57,35 +63,68 @@ def _sweep_length(override: Override) -> int:
 
 def sweep_counts(sweep_dir: Path) -> tuple[int, int, int]:
     """(complete, failed, skipped) runs below ``sweep_dir``."""
-    done = failed = skipped = 0
-    for path in find_run_files(sweep_dir):
-        if path.name == RESULT_FILE:
-            done += 1
-        elif path.name == FAILED_FILE:
-            try:
-                status = read_json(path).get("status")
-            except (OSError, ValueError):
-                status = "failed"
-            skipped += status == "skipped"
-            failed += status != "skipped"
-    return done, failed, skipped
+    statuses = [_status_of(path) for path in find_run_files(sweep_dir)]
+    return (statuses.count("complete"), statuses.count("failed"), statuses.count("skipped"))
 
 
-def report_progress(job_dir: Path) -> None:
-    """Log "runs done / total, failures, elapsed" for the sweep ``job_dir`` belongs to."""
+def _sweep_dir_of(job_dir: Path) -> Path | None:
     try:
-        hydra_cfg = HydraConfig.get()
-        sweep_dir = Path(hydra_cfg.sweep.dir).resolve()
+        sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
     except (ValueError, AttributeError):
-        return
+        return None
     if not (sweep_dir / SWEEP_FILE).is_file() or sweep_dir not in Path(job_dir).resolve().parents:
+        return None
+    return sweep_dir
+
+
+def append_status(ledger: Path, run_dir: str, status: str) -> None:
+    """Append one ``{"run", "status"}`` line to the ledger (one ``write`` on an O_APPEND
+    descriptor: concurrent workers never interleave lines this short)."""
+    line = (json.dumps({"run": run_dir, "status": status}) + "\n").encode()
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def ledger_counts(ledger: Path) -> tuple[int, int, int]:
+    """(complete, failed, skipped) from the ledger, the last status of each run winning."""
+    latest: dict[str, str] = {}
+    with open(ledger, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut by a crash: ignore it
+                continue
+            latest[entry["run"]] = entry["status"]
+    statuses = list(latest.values())
+    return (statuses.count("complete"), statuses.count("failed"), statuses.count("skipped"))
+
+
+def report_progress(job_dir: Path, status: str) -> None:
+    """Record this job's ``status`` ("complete", "failed" or "skipped") and log "runs done /
+    total, failures, elapsed" for the sweep ``job_dir`` belongs to."""
+    sweep_dir = _sweep_dir_of(job_dir)
+    if sweep_dir is None:
         return
+    ledger = sweep_dir / LEDGER_FILE
+    append_status(ledger, str(Path(job_dir).resolve().relative_to(sweep_dir)), status)
     info = read_json(sweep_dir / SWEEP_FILE)
-    done, failed, skipped = sweep_counts(sweep_dir)
+    done, failed, skipped = ledger_counts(ledger)
     elapsed = time.time() - info["started"]
     log.info("sweep progress: %d/%d runs finished (%d complete, %d failed, %d skipped), "
              "%s elapsed", done + failed + skipped, info["total"], done, failed, skipped,
              time.strftime("%H:%M:%S", time.gmtime(elapsed)))
+
+
+def _status_of(path: Path) -> str:
+    if path.name == RESULT_FILE:
+        return "complete"
+    try:
+        return "skipped" if read_json(path).get("status") == "skipped" else "failed"
+    except (OSError, ValueError):
+        return "failed"
 
 
 class SweepProgress(Callback):
@@ -97,7 +136,16 @@ class SweepProgress(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         total = sweep_size(config)
-        done = sweep_counts(sweep_dir)[0] if sweep_dir.is_dir() else 0
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        # the ledger starts from what is on disk (a resumed sweep's finished runs)
+        existing = [(str(path.parent.resolve().relative_to(sweep_dir.resolve())),
+                     _status_of(path)) for path in find_run_files(sweep_dir)]
+        ledger = sweep_dir / LEDGER_FILE
+        tmp = ledger.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps({"run": r, "status": s}) + "\n" for r, s in existing),
+                       encoding="utf-8")
+        os.replace(tmp, ledger)
+        done = sum(s == "complete" for _, s in existing)
         write_json_atomic(sweep_dir / SWEEP_FILE, {"total": total, "started": time.time()})
         log.info("sweep: %d runs into %s (%d already complete: they are skipped)", total,
                  sweep_dir, done)

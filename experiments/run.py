@@ -60,7 +60,7 @@ def run_job(cfg: DictConfig) -> float | None:
 
     if is_complete(output_dir, run_hash(cfg)):
         log.info("skip (already complete): %s", label)
-        report_progress(output_dir)
+        report_progress(output_dir, "complete")
         return None
     log.info("run: %s", label)
     try:
@@ -78,7 +78,7 @@ def run_job(cfg: DictConfig) -> float | None:
             log.warning("skipped %s: %s", label, error)
         else:
             log.error("FAILED %s: %s: %s", label, type(error).__name__, error)
-        report_progress(output_dir)
+        report_progress(output_dir, status)
         return None
     metrics = record["metrics"]
     log.info("done: %s  accuracy=%.4f  classes=%d/%d  selection=%.2fs%s", label,
@@ -89,7 +89,7 @@ def run_job(cfg: DictConfig) -> float | None:
         tracker = instantiate(cfg.logger)
         group = f"{names.experiment}/{names.dataset}/{names.selector}/{record['budget']}"
         tracker.log_run(record, group=group, name=f"{group}/{names.classifier}/seed{cfg.seed}")
-    report_progress(output_dir)
+    report_progress(output_dir, "complete")
     return metrics["accuracy"]
 
 

@@ -256,3 +256,15 @@ def test_wandb_offline_run_holds_the_accuracy(tmp_path):
     blob = run_files[0].read_bytes()
     assert b"accuracy" in blob
     assert json.dumps(record["metrics"]["accuracy"]).encode() in blob
+
+
+def test_progress_ledger_counts_the_last_status_of_each_run(tmp_path):
+    from experiments.callbacks import append_status, ledger_counts
+
+    ledger = tmp_path / "progress.jsonl"
+    for run_dir, status in [("a", "failed"), ("b", "complete"), ("c", "skipped"),
+                            ("a", "complete"), ("b", "complete"), ("d", "failed")]:
+        append_status(ledger, run_dir, status)
+    with open(ledger, "a", encoding="utf-8") as fh:
+        fh.write('{"run": "e", "sta')  # a line cut by a crash
+    assert ledger_counts(ledger) == (2, 1, 1)

@@ -261,3 +261,21 @@ def test_submitit_local_sweep(tmp_path):
     seeds = sorted(json.loads(p.read_text()).get("seed") for p in results)
     assert seeds == [0, 1]
     assert any(tmp_path.rglob(".submitit"))  # the jobs went through submitit
+
+
+def test_typiclust_typicality_subset(blobs):
+    from baselines._neighbors import knn_density
+    from baselines.typiclust import TypiClust
+
+    X = blobs[0][:300]
+    # not reached: identical to the exact mode
+    exact = TypiClust().select(X, 40, seed=2)
+    np.testing.assert_array_equal(TypiClust(typicality_subset=300).select(X, 40, seed=2), exact)
+    # reached, one cluster and one pick: the most typical of the seeded sample of 50
+    sel = TypiClust(max_clusters=1, typicality_subset=50)
+    pick = sel.select(X, 1, seed=4)
+    sample = np.sort(np.random.default_rng(4).choice(np.arange(300), size=50, replace=False))
+    assert pick[0] == sample[np.argmax(knn_density(X[sample], 20))]
+    assert sel.info_["typicality_subsampled_picks"] == 1
+    with pytest.raises(ValueError, match="typicality_subset"):
+        TypiClust(typicality_subset=1)
