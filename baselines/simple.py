@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import cluster
 
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, Selector, candidate_subset
 
 __all__ = ["KMeans", "Random", "nearest_distinct"]
 
@@ -65,13 +65,9 @@ class KMeans(Selector):
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         X = pool.features
-        fitted = X
-        self.info_["fit_subset"] = None
-        if self.fit_subset is not None and pool.n > max(self.fit_subset, budget):
-            rows = np.sort(np.random.default_rng(seed).choice(
-                pool.n, size=max(self.fit_subset, budget), replace=False))
-            fitted = X[rows]
-            self.info_["fit_subset"] = int(rows.size)
+        rows = candidate_subset(pool.n, budget, self.fit_subset, seed, "kmeans")
+        fitted = X if rows is None else X[rows]
+        self.info_["fit_subset"] = None if rows is None else int(rows.size)
         if self.minibatch_above is not None and budget > self.minibatch_above:
             km = cluster.MiniBatchKMeans(n_clusters=budget, n_init=self.n_init, random_state=seed,
                                  max_iter=self.max_iter, batch_size=max(1024, 3 * budget))
