@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ import numpy as np
 from nfpf.rd import SCORES, minmax_normalise, per_sample_error
 from nfpf.selection import Pool, Selector
 from nfpf.sflm import ACTIVATIONS, SFLM, draw_weights
+from nfpf.utils import release_free_memory, single_threaded, single_threaded_worker
 
 __all__ = ["NFPF", "SEEDINGS", "SEED_FEATURES"]
 
@@ -119,6 +122,12 @@ class NFPF(Selector):
         assigned to the nearest centroid (distances in row batches). ``None`` or a value
         >= n fits on the whole pool (exact, the default). CHANGES THE RESULT when it
         bites (recorded in ``info_["kmeans_fit_subset"]``).
+    n_jobs : int or None, default=None
+        CPU threads for the reference SFLM's batches (None: ``torch.get_num_threads()``).
+        The selection is the same for every value: each batch is computed single-threaded
+        and combined in batch order (see :class:`~nfpf.sflm.SFLM`). While the K-means
+        seeding runs (single-threaded, for the same reason) the reference SFLM is fitted
+        side by side with it, so the seeding costs one core, not the whole machine.
 
     Attributes
     ----------
@@ -176,9 +185,11 @@ class NFPF(Selector):
         progress: bool = True,
         stream: bool | str = "auto",
         kmeans_fit_subset: int | None = None,
+        n_jobs: int | None = None,
     ) -> None:
         # the SFLM constructor validates L, activation/type combinations, C, epochs, dtype
-        SFLM(ref_hidden, ref_activation, ref_type, C, epochs, dtype=dtype, batch_size=batch_size)
+        SFLM(ref_hidden, ref_activation, ref_type, C, epochs, dtype=dtype, batch_size=batch_size,
+             n_jobs=n_jobs)
         if not _is_int(cur_hidden_growth) or cur_hidden_growth < 0:
             raise ValueError(f"cur_hidden_growth must be an integer >= 0; got "
                              f"{cur_hidden_growth!r}.")
@@ -260,6 +271,7 @@ class NFPF(Selector):
         self.progress = bool(progress)
         self.stream = stream
         self.kmeans_fit_subset = None if kmeans_fit_subset is None else int(kmeans_fit_subset)
+        self.n_jobs = None if n_jobs is None else int(n_jobs)
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
@@ -290,14 +302,23 @@ class NFPF(Selector):
         target = self._seed_target(budget, n)
         self.reference_errors_: np.ndarray | None = None
         self.seeds_ = np.zeros(0, dtype=np.int64)
+        import torch
+
+        ref_jobs = self.n_jobs if self.n_jobs is not None else torch.get_num_threads()
+        # one core per running piece: the seeding holds one while it runs beside the
+        # reference, whose batches take the others (all of them once the seeding is done)
+        cpu_slots = threading.BoundedSemaphore(ref_jobs)
 
         def reference() -> np.ndarray:
             if self.reference_errors_ is None:
                 t0 = time.perf_counter()
                 ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
                            self.epochs, random_state=ref_rng, faithful=self.faithful,
-                           dtype=self.dtype, batch_size=self.batch_size, check_finite=False)
+                           dtype=self.dtype, batch_size=self.batch_size, check_finite=False,
+                           n_jobs=ref_jobs)
+                ref.cpu_slots = cpu_slots
                 ref.fit(X)
+                release_free_memory()
                 t1 = time.perf_counter()
                 # the pool is the batch the reference was fitted on, so its fit min/max are
                 # also the batch min/max of quirk Q1: rescale="fit" is exact in both modes
@@ -309,13 +330,25 @@ class NFPF(Selector):
             return self.reference_errors_
 
         if self.seeding == "kmeans_rd":
-            reference()  # needed by the seeding; fitted with the default threads
+            reference()  # needed by the seeding
+        # The progressive phase will need the reference whatever the seeds: fit it side by
+        # side with a K-means seeding, which is single-threaded (scikit-learn's K-means
+        # result depends on its thread count, so the seeds would depend on the machine) and
+        # would leave the other cores idle. Neither result depends on the overlap.
+        overlap = (target < budget and self.seeding in ("kmeans_margin", "kmeans_center")
+                   and ref_jobs > 1)
         t0 = time.perf_counter()
-        # single-threaded: scikit-learn's K-means result depends on its thread count (so
-        # the seeds would depend on the machine), and threads only add contention here
-        with _single_threaded():
-            seeds = self._initial_seeds(pool, X, budget, target, km_seed, seed_rng, reference)
-        timings["seeding"] = time.perf_counter() - t0
+        with single_threaded(), ThreadPoolExecutor(
+                max_workers=1, initializer=single_threaded_worker) as background:
+            with cpu_slots if overlap else contextlib.nullcontext():
+                pending = background.submit(reference) if overlap else None
+                seeds = self._initial_seeds(pool, X, budget, target, km_seed, seed_rng,
+                                            reference)
+            release_free_memory()  # the seeding's, before the reference's second pass
+            timings["seeding"] = time.perf_counter() - t0
+            if pending is not None:
+                pending.result()
+        self.info_["reference_overlapped_seeding"] = overlap
         self.seeds_ = np.asarray(seeds, dtype=np.int64)
         self.info_.update({
             "n_seeds": len(seeds),
@@ -480,7 +513,7 @@ class NFPF(Selector):
     def _progressive(self, X, selected, budget, e_ref, loop_rng, t_start) -> list[int]:
         from tqdm.auto import tqdm
 
-        with _single_threaded():
+        with single_threaded():
             return self._rounds(X, selected, budget, e_ref, loop_rng, t_start, tqdm)
 
     def _rounds(self, X, selected, budget, e_ref, loop_rng, t_start, tqdm) -> list[int]:
@@ -612,23 +645,6 @@ def _column_mean(X: Any, batch_size: int = 8192) -> np.ndarray:
     for start in range(0, X.shape[0], batch_size):
         total += np.asarray(X[start:start + batch_size]).sum(0, dtype=np.float64)
     return total / X.shape[0]
-
-
-@contextlib.contextmanager
-def _single_threaded():
-    """Run BLAS/torch single-threaded: the rounds' operations are small (|S|, L <= a few
-    hundred), and waking a second thread costs more than it gains, badly so on a busy host."""
-    import torch
-
-    from nfpf.utils import blas_threads
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        with blas_threads(1):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np.ndarray:

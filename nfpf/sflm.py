@@ -23,12 +23,15 @@ Quirks of the released code (methods.md 1.7) under ``faithful=True``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from nfpf.utils import blas_threads, ordered_map, single_threaded
 
 __all__ = ["ACTIVATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights"]
 
@@ -77,8 +80,6 @@ def _orth(a: np.ndarray) -> np.ndarray:
     Keeps ``min(a.shape)`` columns even when ``a`` is numerically rank deficient, so the
     weight matrix keeps its shape (scipy would drop columns).
     """
-    from nfpf.utils import blas_threads
-
     # single-threaded: LAPACK's SVD gains little from threads and loses much to thread
     # wake-ups on a busy host (measured 0.5 s vs 12 s for 1800 x 784 on 2 shared cores)
     with blas_threads(1):
@@ -257,6 +258,12 @@ class SFLM:
     check_finite : bool, default=True
         Reject NaN/inf inputs (one cheap pass per batch; switch off for inputs already
         validated, e.g. a :class:`~nfpf.selection.Pool`).
+    n_jobs : int or None, default=None
+        Batches :meth:`fit` and :meth:`errors` process side by side on CPU (threads).
+        Each batch is computed single-threaded and the per-batch sums are added in batch
+        order, so the numbers are the same for every ``n_jobs`` and every machine's core
+        count. None: ``torch.get_num_threads()``. (:meth:`partial_fit`, the streaming
+        entry point, and non-CPU devices use torch's own threads instead.)
 
     Attributes
     ----------
@@ -275,8 +282,8 @@ class SFLM:
     Notes
     -----
     Time: one pass of ``O(n·L·(d + L))`` (plus an ``O(n·d)`` range pass in type 0) and an
-    ``O(L³)`` solve. Memory: ``O(L² + L·d + batch_size·(L + d))``, independent of n; the
-    Gram matrix uses BLAS ``syrk`` (half the flops of a general product) on CPU.
+    ``O(L³)`` solve. Memory: ``O(L² + L·d + n_jobs·batch_size·(L + d))``, independent of
+    n; the Gram matrix uses BLAS ``syrk`` (half the flops of a general product) on CPU.
     """
 
     def __init__(
@@ -293,6 +300,7 @@ class SFLM:
         dtype: str = "float32",
         batch_size: int = 8192,
         check_finite: bool = True,
+        n_jobs: int | None = None,
     ) -> None:
         if isinstance(n_hidden, bool) or not float(n_hidden).is_integer() or n_hidden <= 0:
             raise ValueError(f"n_hidden must be a positive integer (L >= 1); got {n_hidden!r}.")
@@ -317,6 +325,10 @@ class SFLM:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}; got {dtype!r}.")
         if isinstance(batch_size, bool) or not float(batch_size).is_integer() or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        if n_jobs is not None and (isinstance(n_jobs, bool) or not float(n_jobs).is_integer()
+                                   or n_jobs < 1):
+            raise ValueError(f"n_jobs must be a positive integer or None (= torch's thread "
+                             f"count); got {n_jobs!r}.")
         self.n_hidden = int(n_hidden)
         self.activation = activation
         self.type = int(type)
@@ -329,6 +341,7 @@ class SFLM:
         self.dtype = dtype
         self.batch_size = int(batch_size)
         self.check_finite = bool(check_finite)
+        self.n_jobs = None if n_jobs is None else int(n_jobs)
         if input_weights is not None:
             w = np.asarray(input_weights)
             if w.ndim != 2 or w.shape[0] != self.n_hidden:
@@ -425,11 +438,37 @@ class SFLM:
         if X.shape[0] < 1:
             raise ValueError("SFLM.fit needs at least one sample.")
         self._reset()
-        while True:
-            for start in range(0, X.shape[0], self.batch_size):
-                self.partial_fit(X[start:start + self.batch_size])
-            if self.end_pass():
-                return self
+        starts = range(0, X.shape[0], self.batch_size)
+        if isinstance(X, torch.Tensor) and X.device.type != "cpu":
+            while True:
+                for start in starts:
+                    self.partial_fit(X[start:start + self.batch_size])
+                if self.end_pass():
+                    return self
+
+        def batch_stats(start: int) -> SFLMStats:
+            with self._cpu_slot():
+                return self._batch_stats(self._as_batch(X[start:start + self.batch_size]))
+
+        workers = self._workers()  # before single_threaded() sets torch's count to 1
+        with single_threaded():
+            while True:
+                # the first batch draws the weights (first pass) and fixes the shifts
+                self.partial_fit(X[:self.batch_size])
+                for part in ordered_map(batch_stats, starts[1:], workers):
+                    self._accumulate(part)
+                if self.end_pass():
+                    return self
+
+    def _workers(self) -> int:
+        return self.n_jobs if self.n_jobs is not None else torch.get_num_threads()
+
+    def _cpu_slot(self) -> Any:
+        """A core for one batch: the semaphore that the owner of this SFLM shares with other
+        single-threaded work beside the fit (NFPF's seeding), or no limit. Only the timing
+        changes: batches are added in order whoever computes them."""
+        slots = getattr(self, "cpu_slots", None)
+        return slots if slots is not None else contextlib.nullcontext()
 
     def partial_fit(self, X: Any) -> SFLM:
         """Add one batch to the current pass (see :meth:`end_pass`).
@@ -454,10 +493,18 @@ class SFLM:
             device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
             self._begin(d, device)
         x = self._as_batch(X).to(self._device)
+        if x.shape[0] > 0:
+            self._accumulate(self._batch_stats(x))
+        return self
+
+    def _batch_stats(self, x: torch.Tensor) -> SFLMStats:
+        """One batch's contribution to the current pass, around the fit's shifts.
+
+        Sets the shifts from the batch when none are set yet (the first batch of a pass);
+        otherwise only reads the fit's state, so batches can be computed side by side.
+        """
         if x.shape[1] != self._d:
             raise ValueError(f"batch has {x.shape[1]} features; this fit started with {self._d}.")
-        if x.shape[0] == 0:
-            return self
         st = self._stats
         if self.type == 0:
             # type 0 targets go through asin, which amplifies rounding near ±1: build them
@@ -468,18 +515,13 @@ class SFLM:
             # type 1 targets are affine in x: accumulate x itself around the shift 1e-7
             # (t - 1e-7 = x), no target copy needed
             lo, hi = (v.to(torch.float64) + TARGET_OFFSET for v in (x.amin(0), x.amax(0)))
-        if st.n == 0:
-            st.x_min, st.x_max = lo, hi
-        else:
-            st.x_min = torch.minimum(st.x_min, lo)
-            st.x_max = torch.maximum(st.x_max, hi)
+        part = SFLMStats(n=x.shape[0], x_min=lo, x_max=hi)
         if self._phase == "range":
-            st.n += x.shape[0]
-            return self
+            return part
         g = self._hidden_raw(x)
-        g_lo, g_hi = g.amin(0).to(torch.float64), g.amax(0).to(torch.float64)
+        part.h_min, part.h_max = g.amin(0).to(torch.float64), g.amax(0).to(torch.float64)
         t_final = self._inverse_targets(raw_t) if self.type == 0 else None  # float64
-        if st.n == 0:
+        if st.shift_h is None:
             # shifts exactly representable in the compute dtype
             st.shift_h = g.mean(0).to(torch.float64)
             if t_final is not None:
@@ -487,27 +529,42 @@ class SFLM:
             else:
                 st.shift_t = torch.full((x.shape[1],), TARGET_OFFSET, dtype=torch.float64,
                                         device=x.device)
-            L, d = g.shape[1], x.shape[1]
-            dev = g.device
-            st.sum_h = torch.zeros(L, dtype=torch.float64, device=dev)
-            st.sum_t = torch.zeros(d, dtype=torch.float64, device=dev)
-            st.gram = torch.zeros(L, L, dtype=torch.float64, device=dev)
-            st.cross = torch.zeros(L, d, dtype=torch.float64, device=dev)
-            st.h_min, st.h_max = g_lo, g_hi
-        else:
-            st.h_min = torch.minimum(st.h_min, g_lo)
-            st.h_max = torch.maximum(st.h_max, g_hi)
+        part.shift_h, part.shift_t = st.shift_h, st.shift_t
         g -= st.shift_h.to(g.dtype)
         if t_final is not None:
             t = (t_final - st.shift_t).to(g.dtype)
         else:
             t = x  # = (x + 1e-7) - shift_t
-        st.sum_h += g.sum(0).to(torch.float64)
-        st.sum_t += t.sum(0).to(torch.float64)
-        st.gram += _gram(g).to(torch.float64)
-        st.cross += (g.T @ t).to(torch.float64)
-        st.n += x.shape[0]
-        return self
+        # in the compute dtype: _accumulate adds them to float64 sums (an exact widening),
+        # and batches waiting to be added hold half the memory
+        part.sum_h = g.sum(0)
+        part.sum_t = t.sum(0)
+        part.gram = _gram(g)
+        part.cross = g.T @ t
+        return part
+
+    def _accumulate(self, part: SFLMStats) -> None:
+        """Add one batch's statistics (same shifts) to the current pass, in call order."""
+        st = self._stats
+        if st.x_min is None:
+            st.x_min, st.x_max = part.x_min, part.x_max
+        else:
+            st.x_min = torch.minimum(st.x_min, part.x_min)
+            st.x_max = torch.maximum(st.x_max, part.x_max)
+        st.n += part.n
+        if part.sum_h is None:  # range pass
+            return
+        if st.sum_h is None:
+            st.sum_h, st.sum_t, st.gram, st.cross = (
+                v.to(torch.float64) for v in (part.sum_h, part.sum_t, part.gram, part.cross))
+            st.h_min, st.h_max = part.h_min, part.h_max
+        else:
+            st.sum_h += part.sum_h  # float64 += compute dtype: widened exactly, then added
+            st.sum_t += part.sum_t
+            st.gram += part.gram
+            st.cross += part.cross
+            st.h_min = torch.minimum(st.h_min, part.h_min)
+            st.h_max = torch.maximum(st.h_max, part.h_max)
 
     def end_pass(self, reducer: Reducer | None = None) -> bool:
         """Close the current pass; solve when the sums are complete.
@@ -642,11 +699,15 @@ class SFLM:
         return _to_unit_range(lo, hi, 0.0)
 
     def _batches(self, X: Any, rows: np.ndarray | None):
+        for sl in self._slices(X, rows):
+            yield self._batch(X, rows, sl)
+
+    def _slices(self, X: Any, rows: np.ndarray | None) -> list[slice]:
         n = X.shape[0] if rows is None else len(rows)
-        for start in range(0, n, self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            xb = X[sl] if rows is None else X[rows[sl]]
-            yield self._as_batch(xb).to(self._device)
+        return [slice(start, start + self.batch_size) for start in range(0, n, self.batch_size)]
+
+    def _batch(self, X: Any, rows: np.ndarray | None, sl: slice) -> torch.Tensor:
+        return self._as_batch(X[sl] if rows is None else X[rows[sl]]).to(self._device)
 
     def _decode(self, g: torch.Tensor, h: _Affine) -> torch.Tensor:
         """Reconstruction from raw hidden values ``g`` under hidden rescaling ``h``."""
@@ -737,18 +798,29 @@ class SFLM:
 
         self._check_fitted()
         X = _as_2d(X)
-        h = self._hidden_affine(X, rows, self._resolve_rescale(rescale))
+        rescale = self._resolve_rescale(rescale)
         if kind not in ("mse", "pearson"):
             raise ValueError(f"kind must be 'mse' or 'pearson'; got {kind!r}.")
-        out = []
-        for x in self._batches(X, rows):
-            y = self._decode(self._hidden_raw(x), h)
-            if kind == "mse":  # in place on the reconstruction: no extra n x d buffer
-                y -= x
-                err = torch.linalg.vector_norm(y, dim=1, dtype=torch.float64) ** 2 / y.shape[1]
-                out.append(err.cpu().numpy())
-            else:
-                out.append(per_sample_error(x, y, kind))
+
+        def batch_errors(sl: slice) -> np.ndarray:
+            with self._cpu_slot():
+                x = self._batch(X, rows, sl)
+                y = self._decode(self._hidden_raw(x), h)
+                if kind == "mse":  # in place on the reconstruction: no extra n x d buffer
+                    y -= x
+                    err = torch.linalg.vector_norm(y, dim=1, dtype=torch.float64) ** 2
+                    return (err / y.shape[1]).cpu().numpy()
+                return per_sample_error(x, y, kind)
+
+        slices = self._slices(X, rows)
+        if self._device.type != "cpu":
+            h = self._hidden_affine(X, rows, rescale)
+            out = [batch_errors(sl) for sl in slices]
+        else:  # batches side by side, each single-threaded: see ``n_jobs``
+            workers = self._workers()  # before single_threaded() sets torch's count to 1
+            with single_threaded():
+                h = self._hidden_affine(X, rows, rescale)
+                out = list(ordered_map(batch_errors, slices, workers))
         return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
-__all__ = ["blas_threads", "torch_threads"]
+__all__ = ["blas_threads", "ordered_map", "release_free_memory", "single_threaded",
+           "single_threaded_worker", "torch_threads"]
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 @contextlib.contextmanager
@@ -46,3 +53,80 @@ def blas_threads(limit: int):
     created on first use, is reused instead.
     """
     return _threadpool_controller().limit(limits=int(limit))
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run the block with torch and the BLAS/OpenMP pools limited to one thread each.
+
+    Used where work is small (a thread wake-up costs more than it gains, badly so on a busy
+    host) and where results must not depend on the machine's core count: a single-threaded
+    kernel's rounding does not depend on how many cores there are. Parallelism then comes
+    from running independent pieces side by side (:func:`ordered_map`).
+    """
+    with torch_threads(1), blas_threads(1):
+        yield
+
+
+def single_threaded_worker() -> None:
+    """Initializer of a worker thread whose torch work must run single-threaded.
+
+    torch's thread setting reaches MKL per thread (``mkl_set_num_threads_local``), so a new
+    thread would otherwise run MKL products with every core: oversubscribed next to its
+    siblings, and with other rounding than the same product in the calling thread.
+    """
+    torch.set_num_threads(1)
+
+
+def ordered_map(
+    fn: Callable[[_Item], _Result], items: Iterable[_Item], n_jobs: int
+) -> Iterator[_Result]:
+    """Yield ``fn(item)`` for every item, in order, computing up to ``n_jobs`` at a time.
+
+    Threads (torch and BLAS release the GIL), each running torch single-threaded
+    (:func:`single_threaded_worker`; call it under :func:`single_threaded` so that BLAS
+    libraries are limited too); at most ``n_jobs + 1`` results are in flight or waiting,
+    so memory stays bounded on a long stream. ``n_jobs <= 1`` maps in the calling thread.
+    Results come back in item order whatever the scheduling, so a caller that combines them
+    in that order gets the same numbers for every ``n_jobs``.
+    """
+    if n_jobs <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="nfpf",
+                            initializer=single_threaded_worker) as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > n_jobs:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # an error or an abandoned generator: drop what has not started
+            for future in pending:
+                future.cancel()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand memory that is free but kept by the C allocator back to the system (glibc).
+
+    Work spread over threads leaves freed blocks in per-thread arenas that glibc keeps for
+    reuse; after a phase that allocated much in several threads (NFPF's seeding beside the
+    reference SFLM) they would count towards the next phase's peak. No-op elsewhere.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

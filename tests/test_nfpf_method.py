@@ -279,3 +279,44 @@ def test_candidate_errors_depend_on_the_batch_only_in_faithful_mode(faithful):
     # Fixed (Q1): hidden units rescaled with the fit's min/max, so a candidate's error is the
     # same whatever else is in its batch; faithful: the batch's own min/max (released code).
     assert np.allclose(alone, in_batch, rtol=1e-6) != faithful
+
+
+# ----------------------------------------------------------- reference beside seeding
+@pytest.mark.parametrize("seeding", ["kmeans_margin", "kmeans_center"])
+def test_selection_does_not_depend_on_n_jobs_or_overlapped_seeding(seeding):
+    """n_jobs = 1 fits the reference after the seeding; n_jobs = 2 fits it beside the seeding
+    with batches side by side: same reference errors bit for bit, same picks."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(6, 40))[rng.integers(0, 6, 700)]
+         + rng.normal(scale=0.7, size=(700, 40))).astype(np.float32)
+    pool = Pool(features=X, n_classes=6)
+    before = torch.get_num_threads()
+    runs = {}
+    for n_jobs in (1, 2, 3):
+        sel = NFPF(**FAST, seeding=seeding, n_jobs=n_jobs, batch_size=64)
+        runs[n_jobs] = (sel.select(pool, 60, seed=4), sel)
+    assert runs[1][1].info_["reference_overlapped_seeding"] is False
+    assert runs[2][1].info_["reference_overlapped_seeding"] is True
+    for n_jobs in (2, 3):
+        np.testing.assert_array_equal(runs[n_jobs][0], runs[1][0])
+        np.testing.assert_array_equal(runs[n_jobs][1].reference_errors_,
+                                      runs[1][1].reference_errors_)
+        np.testing.assert_array_equal(runs[n_jobs][1].seeds_, runs[1][1].seeds_)
+    assert torch.get_num_threads() == before
+    # the reference is the plain SFLM fitted on the pool (nothing lost in the overlap)
+    from nfpf.sflm import SFLM
+    ss_ref = np.random.default_rng(np.random.SeedSequence(4).spawn(4)[0])
+    ref = SFLM(FAST["ref_hidden"], random_state=ss_ref, batch_size=64, n_jobs=1).fit(
+        pool.pixels())
+    np.testing.assert_array_equal(ref.errors(pool.pixels(), rescale="fit"),
+                                  runs[2][1].reference_errors_)
+
+
+def test_reference_error_in_the_background_is_raised():
+    X = np.random.default_rng(0).random((50, 8)).astype(np.float32)
+    sel = NFPF(**FAST, n_jobs=2)
+    sel.ref_hidden = -1  # break the reference only (validated at construction otherwise)
+    with pytest.raises(ValueError, match="n_hidden"):
+        sel.select(Pool(features=X, n_classes=3), 20, seed=0)

@@ -350,3 +350,48 @@ def test_bad_data(data):
 
 def test_stats_dataclass_is_empty_by_default():
     assert SFLMStats().n == 0
+
+
+# ------------------------------------------------------------- batches side by side
+@pytest.mark.parametrize(("activation", "kind", "faithful", "epochs"),
+                         [("sigmoid", 1, False, 1), ("sine", 0, True, 2)])
+def test_results_do_not_depend_on_n_jobs(data, activation, kind, faithful, epochs):
+    """fit/errors compute batches side by side, each single-threaded, and add them in batch
+    order: the same bits for every n_jobs, hence for every machine's core count."""
+    def fitted(n_jobs):
+        return SFLM(25, activation, kind, epochs=epochs, faithful=faithful, random_state=3,
+                    batch_size=23, n_jobs=n_jobs).fit(data)
+
+    base, others = fitted(1), [fitted(2), fitted(4)]
+    for m in others:
+        assert torch.equal(m.beta_, base.beta_)
+        assert torch.equal(m.output_bias_, base.output_bias_)
+        for err in ("mse", "pearson"):
+            for rescale in ("fit", "batch"):
+                np.testing.assert_array_equal(m.errors(data, err, rescale),
+                                              base.errors(data, err, rescale))
+        rows = np.array([5, 200, 7, 299, 0])
+        np.testing.assert_array_equal(m.errors(data, rows=rows), base.errors(data, rows=rows))
+        np.testing.assert_allclose(m.errors(data, rescale="fit", rows=rows),
+                                   base.errors(data, rescale="fit")[rows], rtol=1e-5)
+    # the same batches fed through the streaming protocol give the same fit (to rounding:
+    # that path uses torch's own threads)
+    stream = SFLM(25, activation, kind, epochs=epochs, faithful=faithful, random_state=3)
+    while True:
+        for s in range(0, len(data), 23):
+            stream.partial_fit(data[s:s + 23])
+        if stream.end_pass():
+            break
+    assert rel(stream.beta_, base.beta_) < 2e-4
+
+
+def test_fit_restores_thread_settings(data):
+    before = torch.get_num_threads()
+    SFLM(20, random_state=0, batch_size=50, n_jobs=2).fit(data).errors(data)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n_jobs", [0, -1, 1.5, True])
+def test_bad_n_jobs(n_jobs):
+    with pytest.raises(ValueError, match="n_jobs"):
+        SFLM(10, n_jobs=n_jobs)
