@@ -21,6 +21,7 @@ from experiments.sweep_validation import install as install_sweep_validation
 from nfpf.api import CONFIG_DIR
 from nfpf.pipeline import InfeasibleBudgetError, RunNames, failure_record, run, run_hash
 from nfpf.results import FAILED_FILE, is_complete, write_json_atomic
+from nfpf.utils import cpu_count, thread_limit
 
 log = logging.getLogger("nfpf.run")
 
@@ -43,6 +44,24 @@ def names_from_hydra(cfg: DictConfig) -> RunNames:
     )
 
 
+def job_threads(threads: int | None, hydra_cfg: DictConfig) -> int:
+    """CPU threads for this job: ``threads`` when set, else the cores divided by the number
+    of jobs the launcher runs side by side (``hydra.launcher.n_jobs`` of joblib; -1 = one
+    job per core), at least 1."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or null (cores / parallel "
+                             f"jobs); got {threads!r}.")
+        return threads
+    cores = cpu_count()
+    parallel = 1
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        n_jobs = hydra_cfg.launcher.get("n_jobs") if "launcher" in hydra_cfg else None
+        if isinstance(n_jobs, int) and n_jobs != 0:
+            parallel = cores if n_jobs < 0 else n_jobs
+    return max(1, cores // parallel)
+
+
 def run_job(cfg: DictConfig) -> float | None:
     """One Hydra job: returns the test accuracy (None when skipped or failed in a sweep)."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -62,9 +81,11 @@ def run_job(cfg: DictConfig) -> float | None:
         log.info("skip (already complete): %s", label)
         report_progress(output_dir, "complete")
         return None
-    log.info("run: %s", label)
+    threads = job_threads(cfg.get("threads"), hydra_cfg)
+    log.info("run: %s (%d thread%s)", label, threads, "" if threads == 1 else "s")
     try:
-        record = run(cfg, names, output_dir)
+        with thread_limit(threads):
+            record = run(cfg, names, output_dir)
     except Exception as error:
         # Sweeps over budgets per class cross datasets whose pools are too small for some:
         # with skip_infeasible_budget those runs are "skipped", not "failed".

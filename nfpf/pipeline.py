@@ -81,9 +81,10 @@ def resolve_budget(budget: int | None, budget_per_class: int | None, n_classes: 
 
 
 def run_hash(cfg: DictConfig) -> str:
-    """Hash of everything that determines a run's result (paths and logging excluded)."""
+    """Hash of everything that determines a run's result (paths, logging and the thread
+    count excluded: they say where and how fast a run goes)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "logger", "hydra"):
+    for key in ("paths", "logger", "hydra", "threads"):
         plain.pop(key, None)
     return config_hash(plain)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +12,8 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["blas_threads", "ordered_map", "release_free_memory", "single_threaded",
-           "single_threaded_worker", "torch_threads"]
+__all__ = ["blas_threads", "cpu_count", "ordered_map", "release_free_memory", "single_threaded",
+           "single_threaded_worker", "thread_limit", "torch_threads"]
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -130,3 +131,23 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def thread_limit(num_threads: int) -> Iterator[None]:
+    """Run the block with torch, BLAS and OpenMP each limited to ``num_threads`` threads.
+
+    For one job among several running side by side (a local parallel sweep): without a
+    limit each job would start a thread per core, and jobs × cores threads on the cores
+    make every parallel region wait for descheduled threads.
+    """
+    with torch_threads(num_threads), blas_threads(num_threads):
+        yield
