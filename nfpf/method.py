@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import torch
 
 from nfpf.rd import SCORES, minmax_normalise, per_sample_error
 from nfpf.selection import Pool, Selector
@@ -302,8 +303,6 @@ class NFPF(Selector):
         target = self._seed_target(budget, n)
         self.reference_errors_: np.ndarray | None = None
         self.seeds_ = np.zeros(0, dtype=np.int64)
-        import torch
-
         ref_jobs = self.n_jobs if self.n_jobs is not None else torch.get_num_threads()
         # one core per running piece: the seeding holds one while it runs beside the
         # reference, whose batches take the others (all of them once the seeding is done)
@@ -669,7 +668,6 @@ def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np
     scikit-learn's PCA which copies X first.
     """
     import scipy.linalg
-    import torch
 
     from nfpf.sflm import _gram
 
