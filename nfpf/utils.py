@@ -56,8 +56,7 @@ def blas_threads(limit: int):
     return _threadpool_controller().limit(limits=int(limit))
 
 
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
+def single_threaded() -> contextlib.AbstractContextManager[None]:
     """Run the block with torch and the BLAS/OpenMP pools limited to one thread each.
 
     Used where work is small (a thread wake-up costs more than it gains, badly so on a busy
@@ -65,8 +64,7 @@ def single_threaded() -> Iterator[None]:
     kernel's rounding does not depend on how many cores there are. Parallelism then comes
     from running independent pieces side by side (:func:`ordered_map`).
     """
-    with torch_threads(1), blas_threads(1):
-        yield
+    return thread_limit(1)
 
 
 def single_threaded_worker() -> None:
