@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit-repeats", type=int, default=3,
                         help="alternated reference-fit / matmul repeats after the selection")
+    parser.add_argument("--orthonormalisation", choices=["svd", "qr"], default="svd",
+                        help="weight orthonormalisation of the SFLMs (svd: released code)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     if not args.data_root:
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     rss_data = current_rss_mb()
 
     rate_before = matmul_gflops()
-    selector = NFPF(seed_features="pca", seed_pca_components=50, progress=False)
+    selector = NFPF(seed_features="pca", seed_pca_components=50, progress=False,
+                    orthonormalisation=args.orthonormalisation)
     rss_start = current_rss_mb()
     with RssSampler() as sampler:
         t0 = time.perf_counter()
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     rate_after = matmul_gflops()
 
     # the host is shared: alternate reference fits and matrix products, keep the best of each.
-    # A fit = drawing the orthonormal weights (one single-threaded SVD, methods.md 1.1) +
+    # A fit = drawing the orthonormal weights (one single-threaded SVD as methods.md 1.1, or
+    # QR with --orthonormalisation qr) +
     # the pass over the data; both are timed.
     X = pool.pixels()
     fit_best = draw_best = pass_best = float("inf")
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.fit_repeats):
         mm_best = max(mm_best, matmul_gflops(repeats=2))
         t1 = time.perf_counter()
-        weights, bias = draw_weights(selector.ref_hidden, d, np.random.default_rng(0))
+        weights, bias = draw_weights(selector.ref_hidden, d, np.random.default_rng(0),
+                                     args.orthonormalisation)
         t2 = time.perf_counter()
         sflm = SFLM(selector.ref_hidden, input_weights=weights, bias=bias, check_finite=False)
         sflm.fit(X)
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "alternated_ref_pass_s": round(pass_best, 2),
         "alternated_ref_pass_pct_of_matmul": round(
             100 * flops["fit_actual"] / pass_best / 1e9 / mm_best, 1),
+        "orthonormalisation": args.orthonormalisation,
         "reference_overlapped_seeding": overlapped,
         "torch": torch.__version__,
         "command": "python -m experiments.bench_nfpf " + " ".join(sys.argv[1:]),

@@ -6,6 +6,8 @@ the labels are read here, after selection, to evaluate and to describe the picks
     python experiments/diagnose_nfpf.py --dataset mnist --budgets 100 --seeds 0 1 2 \
         --methods nfpf_faithful nfpf random nfpf_plus --out docs --cache <scratch dir>
 
+Methods: nfpf_faithful, nfpf, random, typiclust, coreset, nfpf_plus; ``nfpf:key=value,...`` and
+``nfpf_plus:key=value,...`` set selector options (the ablations), e.g. ``nfpf:score=mse``.
 Writes ``<out>/figures/diagnose_<dataset>.json`` (accuracies, histograms, RD per class) and small
 figures under ``<out>/figures/``. Selections are cached as .npy under ``--cache``.
 """
@@ -31,8 +33,8 @@ def make_selector(name: str):
 
     if name == "nfpf_faithful":
         return NFPF(faithful=True, **MNIST_SEEDING)
-    if name == "nfpf":
-        return NFPF(**MNIST_SEEDING)
+    if name == "nfpf" or name.startswith("nfpf:"):  # nfpf:key=value,... = an ablation
+        return NFPF(**{**MNIST_SEEDING, **_options(name)})
     if name == "random":
         from baselines.simple import Random
 
@@ -41,16 +43,23 @@ def make_selector(name: str):
         from baselines.typiclust import TypiClust
 
         return TypiClust()
+    if name == "coreset":
+        from baselines.coreset import Coreset
+
+        return Coreset()
     if name.startswith("nfpf_plus"):
         from nfpf.plus import NFPFPlus
 
-        kwargs = {"progress": False}
-        if ":" in name:
-            for item in name.split(":", 1)[1].split(","):
-                key, value = item.split("=")
-                kwargs[key] = _parse(value)
-        return NFPFPlus(**kwargs)
+        return NFPFPlus(**{"progress": False, **_options(name)})
     raise ValueError(f"unknown method {name!r}")
+
+
+def _options(name: str) -> dict:
+    """Keyword arguments of a method name ``selector:key=value,key=value``."""
+    if ":" not in name:
+        return {}
+    return {key: _parse(value) for key, value in
+            (item.split("=", 1) for item in name.split(":", 1)[1].split(","))}
 
 
 def _parse(value: str):

@@ -129,6 +129,11 @@ class NFPF(Selector):
         and combined in batch order (see :class:`~nfpf.sflm.SFLM`). While the K-means
         seeding runs (single-threaded, for the same reason) the reference SFLM is fitted
         side by side with it, so the seeding costs one core, not the whole machine.
+    orthonormalisation : {"svd", "qr"}, default="svd"
+        How both SFLMs' random input weights are orthonormalised: ``"svd"`` like
+        ``scipy.linalg.orth`` in the released code; ``"qr"`` (our option) a Householder QR,
+        about 3x faster for the CIFAR-sized reference (L = 1800, d = 3072) but different
+        weights, so a different selection (see :func:`~nfpf.sflm.draw_weights`).
 
     Attributes
     ----------
@@ -187,10 +192,11 @@ class NFPF(Selector):
         stream: bool | str = "auto",
         kmeans_fit_subset: int | None = None,
         n_jobs: int | None = None,
+        orthonormalisation: str = "svd",
     ) -> None:
         # the SFLM constructor validates L, activation/type combinations, C, epochs, dtype
         SFLM(ref_hidden, ref_activation, ref_type, C, epochs, dtype=dtype, batch_size=batch_size,
-             n_jobs=n_jobs)
+             n_jobs=n_jobs, orthonormalisation=orthonormalisation)
         if not _is_int(cur_hidden_growth) or cur_hidden_growth < 0:
             raise ValueError(f"cur_hidden_growth must be an integer >= 0; got "
                              f"{cur_hidden_growth!r}.")
@@ -273,6 +279,7 @@ class NFPF(Selector):
         self.stream = stream
         self.kmeans_fit_subset = None if kmeans_fit_subset is None else int(kmeans_fit_subset)
         self.n_jobs = None if n_jobs is None else int(n_jobs)
+        self.orthonormalisation = orthonormalisation
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
@@ -314,7 +321,7 @@ class NFPF(Selector):
                 ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
                            self.epochs, random_state=ref_rng, faithful=self.faithful,
                            dtype=self.dtype, batch_size=self.batch_size, check_finite=False,
-                           n_jobs=ref_jobs)
+                           n_jobs=ref_jobs, orthonormalisation=self.orthonormalisation)
                 ref.cpu_slots = cpu_slots
                 ref.fit(X)
                 release_free_memory()
@@ -530,7 +537,7 @@ class NFPF(Selector):
                 t0 = time.perf_counter()
                 rng = np.random.default_rng(FAITHFUL_SEED) if self.faithful else loop_rng
                 n_hidden = self._current_hidden(t)
-                w, b = draw_weights(n_hidden, X.shape[1], rng)
+                w, b = draw_weights(n_hidden, X.shape[1], rng, self.orthonormalisation)
                 cur = SFLM(n_hidden, self.cur_activation, self.cur_type, self.C, self.epochs,
                            input_weights=w, bias=b, faithful=self.faithful, dtype=self.dtype,
                            check_finite=False)

@@ -33,17 +33,18 @@ import torch
 
 from nfpf.utils import blas_threads, ordered_map, single_threaded
 
-__all__ = ["ACTIVATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights"]
+__all__ = ["ACTIVATIONS", "ORTHONORMALISATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights"]
 
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("sigmoid", "sine")
+ORTHONORMALISATIONS = ("svd", "qr")
 TARGET_OFFSET = 1e-7  # the released code fits T = X + 1e-7
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def draw_weights(
-    n_hidden: int, n_features: int, rng: np.random.Generator
+    n_hidden: int, n_features: int, rng: np.random.Generator, orthonormalisation: str = "svd"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw SFLM input weights and bias as the released code does (methods.md 1.1).
 
@@ -55,20 +56,31 @@ def draw_weights(
         Input dimension d.
     rng : numpy.random.Generator
         Source of randomness.
+    orthonormalisation : {"svd", "qr"}, default="svd"
+        ``"svd"``: the left singular vectors, like ``scipy.linalg.orth`` in the released
+        code. ``"qr"`` (our option, not the released code's): the Q factor of a Householder
+        QR with a positive diagonal of R. Both are orthonormal bases of the same span of the
+        same uniform draw, but different bases, so the SFLM and every selection change; QR
+        costs about a third of the SVD (docs/benchmarks/nfpf.md), which matters only for a
+        large reference (L = 1800 on d = 3072: seconds).
 
     Returns
     -------
     weights : ndarray of shape (L, d), float64
-        Uniform in [-1, 1], then orthonormalised like ``scipy.linalg.orth``: rows
-        orthonormal when L <= d, columns orthonormal when L > d.
+        Uniform in [-1, 1], then orthonormalised: rows orthonormal when L <= d, columns
+        orthonormal when L > d.
     bias : ndarray of shape (L,), float64
         Uniform in [0, 1), normalised to unit Euclidean length.
     """
+    if orthonormalisation not in ORTHONORMALISATIONS:
+        raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
+                         f"{orthonormalisation!r}.")
+    orth = _orth if orthonormalisation == "svd" else _orth_qr
     raw = rng.uniform(-1.0, 1.0, size=(n_hidden, n_features))
     if n_hidden <= n_features:
-        weights = _orth(raw.T).T
+        weights = orth(raw.T).T
     else:
-        weights = _orth(raw)
+        weights = orth(raw)
     bias = rng.uniform(0.0, 1.0, size=n_hidden)
     bias /= np.linalg.norm(bias)
     return weights, bias
@@ -85,6 +97,18 @@ def _orth(a: np.ndarray) -> np.ndarray:
     with blas_threads(1):
         u, _, _ = np.linalg.svd(a, full_matrices=False)
     return u[:, : min(a.shape)]
+
+
+def _orth_qr(a: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the column space of a full-rank ``a`` (m >= k) by Householder QR.
+
+    The signs are fixed by a positive diagonal of R, which makes the factorisation unique.
+    """
+    with blas_threads(1):  # as in _orth
+        q, r = np.linalg.qr(a, mode="reduced")
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    return q * signs
 
 
 class Reducer(Protocol):
@@ -246,6 +270,9 @@ class SFLM:
         Explicit hidden bias b; drawn from ``random_state`` otherwise.
     random_state : int, numpy.random.Generator or None, default=None
         Source of the default weights (see :func:`draw_weights`).
+    orthonormalisation : {"svd", "qr"}, default="svd"
+        How the default weights are orthonormalised (see :func:`draw_weights`): ``"svd"``
+        as the released code, ``"qr"`` faster and different weights (our option).
     faithful : bool, default=False
         Reproduce quirks Q1 (encode with the batch's own hidden min/max) and Q2 (scalar
         output bias from the first output dimension) of the released code.
@@ -301,6 +328,7 @@ class SFLM:
         batch_size: int = 8192,
         check_finite: bool = True,
         n_jobs: int | None = None,
+        orthonormalisation: str = "svd",
     ) -> None:
         if isinstance(n_hidden, bool) or not float(n_hidden).is_integer() or n_hidden <= 0:
             raise ValueError(f"n_hidden must be a positive integer (L >= 1); got {n_hidden!r}.")
@@ -329,6 +357,9 @@ class SFLM:
                                    or n_jobs < 1):
             raise ValueError(f"n_jobs must be a positive integer or None (= torch's thread "
                              f"count); got {n_jobs!r}.")
+        if orthonormalisation not in ORTHONORMALISATIONS:
+            raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
+                             f"{orthonormalisation!r}.")
         self.n_hidden = int(n_hidden)
         self.activation = activation
         self.type = int(type)
@@ -342,6 +373,7 @@ class SFLM:
         self.batch_size = int(batch_size)
         self.check_finite = bool(check_finite)
         self.n_jobs = None if n_jobs is None else int(n_jobs)
+        self.orthonormalisation = orthonormalisation
         if input_weights is not None:
             w = np.asarray(input_weights)
             if w.ndim != 2 or w.shape[0] != self.n_hidden:
@@ -388,7 +420,7 @@ class SFLM:
             rng = self.random_state
             if not isinstance(rng, np.random.Generator):
                 rng = np.random.default_rng(rng)
-            w, b_drawn = draw_weights(self.n_hidden, d, rng)
+            w, b_drawn = draw_weights(self.n_hidden, d, rng, self.orthonormalisation)
         if self.bias is not None:
             b = np.asarray(self.bias, dtype=np.float64).reshape(-1)
         elif self.input_weights is not None:

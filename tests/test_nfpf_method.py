@@ -228,6 +228,7 @@ def test_ablation_variants_extend_nfpf_and_change_what_they_name():
     (dict(seed_features="tsne"), "seed_features"),
     (dict(ref_normalisation="batch"), "ref_normalisation"),
     (dict(n_clusters=0), "n_clusters"),
+    (dict(orthonormalisation="eig"), "orthonormalisation"),
 ])
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -320,3 +321,28 @@ def test_reference_error_in_the_background_is_raised():
     sel.ref_hidden = -1  # break the reference only (validated at construction otherwise)
     with pytest.raises(ValueError, match="n_hidden"):
         sel.select(Pool(features=X, n_classes=3), 20, seed=0)
+
+
+def test_qr_orthonormalisation_reaches_the_reference_and_keeps_the_seeds():
+    """orthonormalisation='qr' changes the reference SFLM to the QR-drawn one (checked against
+    a plain SFLM) but not the K-means seeds, and the selection stays exact and deterministic."""
+    from nfpf.sflm import SFLM
+
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(5, 30))[rng.integers(0, 5, 400)]
+         + rng.normal(scale=0.7, size=(400, 30))).astype(np.float32)
+    pool = Pool(features=X, n_classes=5)
+    qr = NFPF(**FAST, orthonormalisation="qr", n_jobs=1, batch_size=64)
+    picks = qr.select(pool, 40, seed=2)
+    svd = NFPF(**FAST, n_jobs=1, batch_size=64)
+    svd.select(pool, 40, seed=2)
+    np.testing.assert_array_equal(qr.seeds_, svd.seeds_)
+    ss_ref = np.random.default_rng(np.random.SeedSequence(2).spawn(4)[0])
+    ref = SFLM(FAST["ref_hidden"], random_state=ss_ref, batch_size=64, n_jobs=1,
+               orthonormalisation="qr").fit(pool.pixels())
+    np.testing.assert_array_equal(ref.errors(pool.pixels(), rescale="fit"), qr.reference_errors_)
+    assert not np.allclose(qr.reference_errors_, svd.reference_errors_)
+    assert len(np.unique(picks)) == 40
+    np.testing.assert_array_equal(
+        picks, NFPF(**FAST, orthonormalisation="qr", n_jobs=1, batch_size=64)
+        .select(pool, 40, seed=2))

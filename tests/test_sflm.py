@@ -276,6 +276,39 @@ def test_default_weights_like_scipy_orth(L, d):
     np.testing.assert_array_equal(b, b2)
 
 
+@pytest.mark.parametrize(("L", "d"), [(5, 12), (12, 12), (30, 12)])
+def test_qr_weights_same_span_other_basis(L, d):
+    """The QR option: orthonormal, the same span as the SVD draw (so the same raw draw),
+    the unique basis with a positive diagonal of R, and different weights."""
+    W, b = draw_weights(L, d, np.random.default_rng(0), "qr")
+    W_svd, b_svd = draw_weights(L, d, np.random.default_rng(0))
+    raw = np.random.default_rng(0).uniform(-1, 1, size=(L, d))
+    np.testing.assert_array_equal(b, b_svd)
+    a = raw.T if L <= d else raw  # the matrix whose column space is orthonormalised
+    Q = W.T if L <= d else W
+    k = min(L, d)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(Q @ Q.T, scipy.linalg.orth(a) @ scipy.linalg.orth(a).T,
+                               atol=1e-10)
+    R = Q.T @ a  # a = Q R: upper triangular with a positive diagonal
+    np.testing.assert_allclose(np.tril(R, -1), 0, atol=1e-10)
+    assert (np.diag(R) > 0).all()
+    assert not np.allclose(W, W_svd)
+    np.testing.assert_array_equal(W, draw_weights(L, d, np.random.default_rng(0), "qr")[0])
+
+
+def test_orthonormalisation_option_reaches_the_weights(data):
+    qr = SFLM(10, random_state=3, orthonormalisation="qr").fit(data)
+    W, _ = draw_weights(10, data.shape[1], np.random.default_rng(3), "qr")
+    np.testing.assert_allclose(qr.input_weights_.double().numpy(), W, rtol=1e-6, atol=1e-7)
+    svd = SFLM(10, random_state=3).fit(data)
+    assert not np.allclose(qr.beta_, svd.beta_)
+    with pytest.raises(ValueError, match="orthonormalisation must be one of"):
+        SFLM(10, orthonormalisation="gram-schmidt")
+    with pytest.raises(ValueError, match="orthonormalisation must be one of"):
+        draw_weights(3, 4, np.random.default_rng(0), "eig")
+
+
 def test_random_state_reproducible(data):
     a = SFLM(10, random_state=7).fit(data)
     b = SFLM(10, random_state=7).fit(data)
