@@ -197,18 +197,23 @@ def figures(results, ds, cache, fig_dir, name) -> None:
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     K = ds.n_classes
-    keys = [k for k in results if "|B" in k]
-    if keys:
-        fig, ax = plt.subplots(figsize=(7, 3), dpi=80)
-        width = 0.8 / (len(keys) + 1)
+    # one panel per budget; the plain methods only (ablations, "method:key=value", are tables)
+    keys = [k for k in results if "|B" in k and ":" not in k]
+    budgets = sorted({int(k.split("|B")[1]) for k in keys})
+    if budgets:
+        fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.2), dpi=80,
+                                 sharey=True, squeeze=False)
         pool = np.asarray(results["pool_histogram"])
-        ax.bar(np.arange(K) - 0.4, pool, width, label="pool")
-        for j, k in enumerate(keys):
-            h = np.asarray(results[k]["hist_mean"], dtype=float)
-            ax.bar(np.arange(K) - 0.4 + (j + 1) * width, h / h.sum(), width, label=k)
-        ax.set_xlabel("class")
-        ax.set_ylabel("fraction of picks")
-        ax.legend(fontsize=6)
+        for ax, B in zip(axes[0], budgets, strict=True):
+            ax.plot(np.arange(K), pool, color="0.6", lw=4, label="pool")
+            for k in (k for k in keys if k.endswith(f"|B{B}")):
+                h = np.asarray(results[k]["hist_mean"], dtype=float)
+                ax.plot(np.arange(K), h / h.sum(), marker="o", ms=3, lw=1, label=k.split("|")[0])
+            ax.set_title(f"B = {B}")
+            ax.set_xticks(np.arange(K))
+            ax.set_xlabel("class")
+        axes[0][0].set_ylabel("fraction of picks (mean over seeds)")
+        axes[0][-1].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(fig_dir / f"diagnose_{name}_hist.png")
         plt.close(fig)
