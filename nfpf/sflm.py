@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -374,6 +375,9 @@ class SFLM:
         self.check_finite = bool(check_finite)
         self.n_jobs = None if n_jobs is None else int(n_jobs)
         self.orthonormalisation = orthonormalisation
+        # a semaphore of cores shared with other single-threaded work beside the fit (set by
+        # NFPF while its seeding runs); each CPU batch holds one slot. None: no limit
+        self.cpu_slots: threading.Semaphore | None = None
         if input_weights is not None:
             w = np.asarray(input_weights)
             if w.ndim != 2 or w.shape[0] != self.n_hidden:
@@ -499,8 +503,7 @@ class SFLM:
         """A core for one batch: the semaphore that the owner of this SFLM shares with other
         single-threaded work beside the fit (NFPF's seeding), or no limit. Only the timing
         changes: batches are added in order whoever computes them."""
-        slots = getattr(self, "cpu_slots", None)
-        return slots if slots is not None else contextlib.nullcontext()
+        return self.cpu_slots if self.cpu_slots is not None else contextlib.nullcontext()
 
     def partial_fit(self, X: Any) -> SFLM:
         """Add one batch to the current pass (see :meth:`end_pass`).
