@@ -10,6 +10,7 @@ Every constant of the released code is a parameter with that default. See docs/n
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_memory
 
 from nfpf.rd import SCORES, minmax_normalise, per_sample_error
 from nfpf.selection import Pool, Selector
@@ -134,6 +136,14 @@ class NFPF(Selector):
         ``scipy.linalg.orth`` in the released code; ``"qr"`` (our option) a Householder QR,
         about 3x faster for the CIFAR-sized reference (L = 1800, d = 3072) but different
         weights, so a different selection (see :func:`~nfpf.sflm.draw_weights`).
+    memory : str, joblib.Memory or None, default=None
+        Where to cache the two pieces of work that do not depend on the budget: the
+        seeding K-means (its distances) and the reference SFLM's per-sample errors. A
+        sweep over budgets with the same pool, seed and parameters then computes them
+        once instead of once per budget (scikit-learn's ``memory``: a directory or a
+        ``joblib.Memory``; ``None`` caches nothing). The selection is identical with or
+        without it; ``info_["memory_hits"]`` names what was reused. Streamed pools
+        (``stream``) are not cached.
 
     Attributes
     ----------
@@ -193,6 +203,7 @@ class NFPF(Selector):
         kmeans_fit_subset: int | None = None,
         n_jobs: int | None = None,
         orthonormalisation: str = "svd",
+        memory: Any = None,
     ) -> None:
         # the SFLM constructor validates L, activation/type combinations, C, epochs, dtype
         SFLM(ref_hidden, ref_activation, ref_type, C, epochs, dtype=dtype, batch_size=batch_size,
@@ -280,6 +291,8 @@ class NFPF(Selector):
         self.kmeans_fit_subset = None if kmeans_fit_subset is None else int(kmeans_fit_subset)
         self.n_jobs = None if n_jobs is None else int(n_jobs)
         self.orthonormalisation = orthonormalisation
+        check_memory(memory)  # a directory, a joblib.Memory or None
+        self.memory = memory
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
@@ -315,24 +328,30 @@ class NFPF(Selector):
         # reference, whose batches take the others (all of them once the seeding is done)
         cpu_slots = threading.BoundedSemaphore(ref_jobs)
 
+        memo = _Memo(self.memory, enabled=not streamed)
+        self.info_["memory_hits"] = []
+
         def reference() -> np.ndarray:
             if self.reference_errors_ is None:
                 t0 = time.perf_counter()
-                ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
-                           self.epochs, random_state=ref_rng, faithful=self.faithful,
-                           dtype=self.dtype, batch_size=self.batch_size, check_finite=False,
-                           n_jobs=ref_jobs, orthonormalisation=self.orthonormalisation)
-                ref.cpu_slots = cpu_slots
-                ref.fit(X)
-                release_free_memory()
-                t1 = time.perf_counter()
-                # the pool is the batch the reference was fitted on, so its fit min/max are
-                # also the batch min/max of quirk Q1: rescale="fit" is exact in both modes
-                self.reference_errors_ = ref.errors(X, kind="mse", rescale="fit")
-                timings["reference_fit"] = t1 - t0
-                timings["reference_errors"] = time.perf_counter() - t1
-                logger.info("NFPF reference SFLM (L=%d) on %d x %d: fit %.2fs, errors %.2fs",
-                            self.ref_hidden, n, d, t1 - t0, timings["reference_errors"])
+                errors, fit_s, errors_s = memo.call(
+                    "reference", _reference_errors, X,
+                    params=dict(hidden=self.ref_hidden, activation=self.ref_activation,
+                                type_=self.ref_type, C=self.C, epochs=self.epochs,
+                                rng_state=ref_rng.bit_generator.state,
+                                faithful=self.faithful, dtype=self.dtype,
+                                batch_size=self.batch_size, n_jobs=ref_jobs,
+                                orthonormalisation=self.orthonormalisation),
+                    cpu_slots=cpu_slots)
+                self.reference_errors_ = errors
+                if "reference" in memo.hits:
+                    timings["reference_cached"] = time.perf_counter() - t0
+                    self.info_["memory_hits"] = sorted(memo.hits)
+                else:
+                    timings["reference_fit"], timings["reference_errors"] = fit_s, errors_s
+                logger.info("NFPF reference SFLM (L=%d) on %d x %d: %s", self.ref_hidden, n, d,
+                            "reused from memory" if "reference" in memo.hits
+                            else f"fit {fit_s:.2f}s, errors {errors_s:.2f}s")
             return self.reference_errors_
 
         if self.seeding == "kmeans_rd":
@@ -349,12 +368,13 @@ class NFPF(Selector):
             with cpu_slots if overlap else contextlib.nullcontext():
                 pending = background.submit(reference) if overlap else None
                 seeds = self._initial_seeds(pool, X, budget, target, km_seed, seed_rng,
-                                            reference)
+                                            reference, memo)
             release_free_memory()  # the seeding's, before the reference's second pass
             timings["seeding"] = time.perf_counter() - t0
             if pending is not None:
                 pending.result()
         self.info_["reference_overlapped_seeding"] = overlap
+        self.info_["memory_hits"] = sorted(memo.hits)
         self.seeds_ = np.asarray(seeds, dtype=np.int64)
         self.info_.update({
             "n_seeds": len(seeds),
@@ -424,34 +444,21 @@ class NFPF(Selector):
             return X
         return pca_features(X, self.seed_pca_components, self.batch_size)
 
-    def _initial_seeds(self, pool, X, budget, target, km_seed, seed_rng, reference) -> list[int]:
+    def _initial_seeds(self, pool, X, budget, target, km_seed, seed_rng, reference,
+                       memo: _Memo | None = None) -> list[int]:
         n = X.shape[0]
         if self.seeding == "random":
             return seed_rng.choice(n, size=target, replace=False).tolist()
         n_clu = self._resolve_clusters(pool)
         feats = self._seed_space(pool, X, km_seed)
-        from sklearn.cluster import KMeans
-
-        with warnings.catch_warnings():
-            # fewer distinct points than clusters is reported in info_, not as a warning
-            warnings.simplefilter("ignore", category=UserWarning)
-            km = KMeans(n_clusters=n_clu, n_init=self.kmeans_n_init, max_iter=self.kmeans_max_iter,
-                        random_state=km_seed)
-            bounded = self.kmeans_fit_subset is not None and self.kmeans_fit_subset < n
-            if bounded:
-                fit_rows = np.sort(np.random.default_rng(km_seed).choice(
-                    n, size=max(self.kmeans_fit_subset, n_clu), replace=False))
-                km.fit(np.asarray(feats[fit_rows], dtype=np.float32))
-            else:
-                km.fit(np.asarray(feats[:n], dtype=np.float32) if isinstance(feats, FloatRows)
-                       else feats)
-        self.info_["kmeans_fit_subset"] = int(fit_rows.size) if bounded else None
-        if isinstance(feats, FloatRows) or bounded:
-            step = max(1, self.batch_size)
-            dist = np.concatenate([km.transform(np.asarray(feats[s:s + step], dtype=np.float32))
-                                   for s in range(0, n, step)])
-        else:
-            dist = km.transform(feats)  # (n, K)
+        memo = memo if memo is not None else _Memo(None)
+        dist, inertia, fitted_rows = memo.call(
+            "seeding_kmeans", _kmeans_distances, feats,
+            params=dict(n_clusters=n_clu, n_init=self.kmeans_n_init,
+                        max_iter=self.kmeans_max_iter, random_state=km_seed,
+                        fit_subset=self.kmeans_fit_subset),
+            batch_size=self.batch_size)
+        self.info_["kmeans_fit_subset"] = fitted_rows
         labels = dist.argmin(1)
         if self.seeding == "kmeans_margin":
             if n_clu == 1:
@@ -508,7 +515,7 @@ class NFPF(Selector):
                         break
         self.info_["seed_rule"] = rule
         self.info_["kmeans_random_state"] = km_seed
-        self.info_["kmeans_inertia"] = float(km.inertia_)
+        self.info_["kmeans_inertia"] = inertia
         self.info_["cluster_sizes"] = sizes.tolist()
         return seeds[:budget]
 
@@ -582,6 +589,105 @@ class NFPF(Selector):
         finally:
             bar.close()
         return selected
+
+
+def _kmeans_distances(feats: Any, n_clusters: int, n_init: int, max_iter: int,
+                      random_state: int, fit_subset: int | None,
+                      batch_size: int = 8192) -> tuple[np.ndarray, float, int | None]:
+    """The seeding K-means: fit, then every sample's distances to the K centroids.
+
+    Returns ``(distances (n, K), inertia, rows fitted)``; rows fitted is None when K-means
+    saw the whole pool, else the size of the seeded subset ``fit_subset`` it was fitted on.
+    """
+    from sklearn.cluster import KMeans
+
+    n = feats.shape[0]
+    with warnings.catch_warnings():
+        # fewer distinct points than clusters is reported in info_, not as a warning
+        warnings.simplefilter("ignore", category=UserWarning)
+        km = KMeans(n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+                    random_state=random_state)
+        bounded = fit_subset is not None and fit_subset < n
+        if bounded:
+            fit_rows = np.sort(np.random.default_rng(random_state).choice(
+                n, size=max(fit_subset, n_clusters), replace=False))
+            km.fit(np.asarray(feats[fit_rows], dtype=np.float32))
+        else:
+            km.fit(np.asarray(feats[:n], dtype=np.float32) if isinstance(feats, FloatRows)
+                   else feats)
+    if isinstance(feats, FloatRows) or bounded:
+        step = max(1, batch_size)
+        dist = np.concatenate([km.transform(np.asarray(feats[s:s + step], dtype=np.float32))
+                               for s in range(0, n, step)])
+    else:
+        dist = km.transform(feats)  # (n, K)
+    return dist, float(km.inertia_), int(fit_rows.size) if bounded else None
+
+
+def _reference_errors(X: Any, hidden: int, activation: str, type_: int, C: float, epochs: int,
+                      rng_state: dict[str, Any], faithful: bool, dtype: str, batch_size: int,
+                      n_jobs: int, orthonormalisation: str,
+                      cpu_slots: threading.BoundedSemaphore | None = None,
+                      ) -> tuple[np.ndarray, float, float]:
+    """Fit the reference SFLM on the whole pool; return its per-sample MSE (n,) and the
+    fit and error times. The weights are drawn from a generator in ``rng_state``."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng_state
+    t0 = time.perf_counter()
+    ref = SFLM(hidden, activation, type_, C, epochs, random_state=rng, faithful=faithful,
+               dtype=dtype, batch_size=batch_size, check_finite=False, n_jobs=n_jobs,
+               orthonormalisation=orthonormalisation)
+    ref.cpu_slots = cpu_slots
+    ref.fit(X)
+    release_free_memory()
+    t1 = time.perf_counter()
+    # the pool is the batch the reference was fitted on, so its fit min/max are also the
+    # batch min/max of quirk Q1: rescale="fit" is exact in both modes
+    errors = ref.errors(X, kind="mse", rescale="fit")
+    return errors, t1 - t0, time.perf_counter() - t1
+
+
+class _Memo:
+    """Budget-independent work of one selection, cached in a ``joblib.Memory``.
+
+    The cache key is the content hash of the data array (hashed once per array), the
+    parameters and the source of the function that computes the entry; arguments that
+    cannot change the result (thread semaphore, batch size of a distance pass) are passed
+    through unhashed. As for the selection cache, a change of code the function calls
+    (e.g. the SFLM) is not seen: clear the cache directory after one. Disabled when
+    ``memory`` is None or the pool is streamed (hashing would read a file-backed pool
+    once more).
+    """
+
+    def __init__(self, memory: Any, enabled: bool = True) -> None:
+        self.memory = check_memory(memory) if enabled else None
+        self.hits: list[str] = []
+        self._hashes: dict[int, str] = {}
+
+    def call(self, name: str, func, data: Any, params: dict[str, Any], **unhashed: Any):
+        if self.memory is None or self.memory.location is None or \
+                not isinstance(data, np.ndarray):
+            return func(data, **params, **unhashed)
+        import joblib
+
+        key = id(data)
+        if key not in self._hashes:
+            self._hashes[key] = joblib.hash(data)
+        cached = self.memory.cache(_memo_entry, ignore=["func", "data", "unhashed"])
+        args = dict(name=name, func=func, data=data, data_hash=self._hashes[key],
+                    params=params, unhashed=unhashed,
+                    source_hash=joblib.hash(inspect.getsource(func)))
+        if cached.check_call_in_cache(**args):
+            self.hits.append(name)
+        return cached(**args)
+
+
+def _memo_entry(name: str, func, data: np.ndarray, data_hash: str, params: dict[str, Any],
+                unhashed: dict[str, Any], source_hash: str):
+    """What :class:`_Memo` caches: ``func(data, **params, **unhashed)`` under ``name``,
+    ``data_hash``, ``params`` and ``source_hash`` (``func``, ``data`` and ``unhashed`` are
+    not hashed)."""
+    return func(data, **params, **unhashed)
 
 
 class FloatRows:

@@ -45,16 +45,21 @@ class WandbLogger:
         Where W&B writes its run directories (offline runs can be synced later with
         ``wandb sync DIR/wandb/offline-run-*``).
     tags : list of str
+    settings : dict, optional
+        Extra ``wandb.Settings`` fields, e.g. ``{"x_save_requirements": False}`` (conf/logger/
+        wandb.yaml turns off the per-run package list and system-metrics sampling: a sweep
+        of thousands of sub-second runs would otherwise spend most of its time on them).
     """
 
     def __init__(self, project: str = "nfpf", entity: str | None = None,
                  mode: str | None = None, dir: str = "outputs/wandb",
-                 tags: list[str] | None = None):
+                 tags: list[str] | None = None, settings: dict[str, Any] | None = None):
         self.project = project
         self.entity = entity
         self.mode = mode
         self.dir = dir
         self.tags = list(tags or [])
+        self.settings = dict(settings or {})
 
     def log_run(self, record: dict[str, Any], group: str, name: str) -> str | None:
         """Log a finished run (a ``result.json`` record); return the W&B run directory."""
@@ -68,7 +73,7 @@ class WandbLogger:
             config={k: record.get(k) for k in ("experiment", "dataset", "features", "selector",
                                                "classifier", "budget", "budget_per_class",
                                                "seed")} | {"full": record.get("config")},
-            reinit="finish_previous",
+            reinit="finish_previous", settings=wandb.Settings(**self.settings),
         )
         metrics = record["metrics"]
         run.log({

@@ -346,3 +346,45 @@ def test_qr_orthonormalisation_reaches_the_reference_and_keeps_the_seeds():
     np.testing.assert_array_equal(
         picks, NFPF(**FAST, orthonormalisation="qr", n_jobs=1, batch_size=64)
         .select(pool, 40, seed=2))
+
+
+# ------------------------------------------------------------------------ memory
+@pytest.mark.parametrize("faithful", [False, True])
+def test_memory_reuses_budget_independent_work_with_identical_picks(tmp_path, faithful):
+    # the K-means seeding and the reference SFLM do not depend on the budget: with a
+    # memory, the second budget reuses both and still picks exactly what it picks alone
+    pool, _ = clusters_and_outliers(2)
+    params = dict(FAST, k=4, faithful=faithful)
+    for budget in (12, 30):
+        plain = NFPF(**params)
+        expected = plain.select(pool, budget, seed=3)
+        cached = NFPF(**params, memory=str(tmp_path))
+        np.testing.assert_array_equal(cached.select(pool, budget, seed=3), expected)
+        np.testing.assert_array_equal(cached.reference_errors_, plain.reference_errors_)
+        assert cached.info_["kmeans_inertia"] == plain.info_["kmeans_inertia"]
+        assert cached.info_["memory_hits"] == ([] if budget == 12
+                                               else ["reference", "seeding_kmeans"])
+    assert plain.info_["memory_hits"] == []
+
+
+def test_memory_misses_when_seed_data_or_parameters_change(tmp_path):
+    pool, _ = clusters_and_outliers(2)
+    other, _ = clusters_and_outliers(4)
+    NFPF(**FAST, memory=str(tmp_path)).select(pool, 20, seed=0)
+    for sel, data, seed in [(NFPF(**FAST, memory=str(tmp_path)), pool, 1),
+                            (NFPF(**FAST, memory=str(tmp_path)), other, 0),
+                            (NFPF(**{**FAST, "ref_hidden": 60}, memory=str(tmp_path)), pool, 0),
+                            (NFPF(**{**FAST, "kmeans_n_init": 3}, memory=str(tmp_path)), pool, 0)]:
+        sel.select(data, 20, seed=seed)
+        hits = sel.info_["memory_hits"]
+        if sel.ref_hidden == 60:
+            assert hits == ["seeding_kmeans"]  # only the reference changed
+        elif sel.kmeans_n_init == 3:
+            assert hits == ["reference"]  # only the K-means changed
+        else:
+            assert hits == []
+
+
+def test_bad_memory_is_rejected():
+    with pytest.raises(ValueError, match="memory"):
+        NFPF(memory=3)

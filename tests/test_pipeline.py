@@ -258,6 +258,24 @@ def test_wandb_offline_run_holds_the_accuracy(tmp_path):
     assert json.dumps(record["metrics"]["accuracy"]).encode() in blob
 
 
+def test_wandb_settings_reach_the_run(tmp_path):
+    # conf/logger/wandb.yaml turns the per-run package list off; asking for it brings it back
+    from nfpf.tracking import WandbLogger
+
+    record = {"metrics": {"accuracy": 0.5, "balanced_accuracy": 0.5, "classes_covered": 1,
+                          "class_histogram": [1], "per_class_accuracy": [0.5]}, "timings": {}}
+    logger_cfg = compose_run("logger=wandb", f"paths.output_dir={tmp_path}").logger
+    assert logger_cfg.settings.x_save_requirements is False
+    files = {}
+    for name, save in [("off", False), ("on", True)]:
+        settings = {**logger_cfg.settings, "x_save_requirements": save}
+        run_dir = WandbLogger(mode="offline", dir=str(tmp_path / name),
+                              settings=settings).log_run(record, group="g", name=name)
+        files[name] = {p.name for p in Path(run_dir).rglob("*") if p.is_file()}
+    assert "requirements.txt" in files["on"]
+    assert "requirements.txt" not in files["off"]
+
+
 def test_progress_ledger_counts_the_last_status_of_each_run(tmp_path):
     from experiments.callbacks import append_status, ledger_counts
 
@@ -268,3 +286,24 @@ def test_progress_ledger_counts_the_last_status_of_each_run(tmp_path):
     with open(ledger, "a", encoding="utf-8") as fh:
         fh.write('{"run": "e", "sta')  # a line cut by a crash
     assert ledger_counts(ledger) == (2, 1, 1)
+
+
+def test_nfpf_budgets_share_the_seeding_and_reference_through_the_cache(tmp_path):
+    # nfpf-run hands NFPF <cache_dir>/memory: the second budget reuses the K-means seeding
+    # and the reference SFLM, and its picks equal a run without any cache
+    common = ["selector=nfpf", "selector.ref_hidden=100", "selector.progress=false",
+              f"paths.output_dir={tmp_path}"]
+    names = RunNames("test", "digits", "raw", "nfpf", "linear_svc")
+    infos = []
+    for budget in (20, 40):
+        record = run(compose_run(*common, f"budget={budget}"), names, tmp_path / str(budget))
+        infos.append(record["selection"]["info"])
+    assert infos[0]["memory_hits"] == []
+    assert infos[1]["memory_hits"] == ["reference", "seeding_kmeans"]
+    assert (tmp_path / "cache" / "memory").is_dir()
+    fresh = run(compose_run(*common, "budget=40", "paths.cache_dir=null"), names,
+                tmp_path / "nocache")
+    assert fresh["selection"]["info"]["memory_hits"] == []
+    assert fresh["metrics"] == record["metrics"]
+    assert np.array_equal(np.load(tmp_path / "40" / "indices.npy"),
+                          np.load(tmp_path / "nocache" / "indices.npy"))
