@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_memory
 
 from baselines._neighbors import as_float_array, auto_chunk_size
+from nfpf.memo import Memo
 from nfpf.selection import Pool, Selector, select_on_subset
 
 __all__ = ["ProbCover", "delta_ball_graph", "greedy_max_coverage", "purity_delta"]
@@ -59,6 +62,11 @@ class ProbCover(Selector):
         Rows sampled to bound δ* before the full pass (only changes the speed, not δ*).
     n_init : int or "auto"
         Restarts of the purity rule's K-means.
+    memory : str, joblib.Memory or None, default=None
+        Where to cache δ and the ball graph, which do not depend on the budget: a sweep
+        over budgets with the same pool, seed and parameters builds them once
+        (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes its cache). The picks are identical
+        with or without it; ``info_["memory_hits"]`` says what was reused.
 
     Time O(n^2 d) for the graph (one chunked pass, two when δ* is under-estimated) plus
     O(n K d iterations) for K-means and O(edges + n B) for the greedy. Memory
@@ -79,6 +87,7 @@ class ProbCover(Selector):
         purity_sample: int = 2000,
         n_init: int | str = "auto",
         max_candidates: int | None = None,
+        memory: Any = None,
     ):
         if delta is not None:
             if isinstance(delta, bool) or not math.isfinite(float(delta)) or float(delta) <= 0:
@@ -102,6 +111,8 @@ class ProbCover(Selector):
         self.purity_sample = int(purity_sample)
         self.n_init = n_init if n_init == "auto" else int(n_init)
         self.max_candidates = _check_max_candidates(max_candidates)
+        check_memory(memory)  # a directory, a joblib.Memory or None
+        self.memory = memory
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "probcover",
@@ -115,19 +126,25 @@ class ProbCover(Selector):
             X = _l2_normalize(X)
         rng = np.random.default_rng(seed)
         info: dict = {"alpha": self.alpha}
+        memo = Memo(self.memory)
         if self.delta is not None:
             if self.normalize and self.delta > 2.0:
                 raise ValueError(
                     f"delta={self.delta} exceeds 2, the largest distance between L2-normalised "
                     f"features: every ball would hold the whole pool. Choose 0 < delta <= 2."
                 )
-            graph = delta_ball_graph(X, self.delta, chunk_size=self.chunk_size)
+            graph = memo.call("graph", delta_ball_graph, X,
+                              params=dict(delta=self.delta, chunk_size=self.chunk_size))
             info.update(delta=self.delta, delta_source="given")
         else:
-            labels = _purity_labels(X, pool.n_classes, seed, self.n_init)
-            delta, graph, extra = _purity_delta_and_graph(
-                X, labels, self.alpha, rng, self.chunk_size, self.purity_sample)
+            delta, graph, extra, rng_state = memo.call(
+                "purity_graph", _purity_graph, X,
+                params=dict(n_classes=pool.n_classes, seed=seed, n_init=self.n_init,
+                            alpha=self.alpha, chunk_size=self.chunk_size,
+                            purity_sample=self.purity_sample))
+            rng.bit_generator.state = rng_state  # the greedy goes on from the same draws
             info.update(delta=delta, delta_source="purity", **extra)
+        info["memory_hits"] = list(memo.hits)
         n_edges = int(graph.nnz)
         info.update(n_edges=n_edges, mean_ball_size=n_edges / pool.n)
         log.info("probcover: delta=%.4g (%s), %d edges (%.1f per sample)", info["delta"],
@@ -143,6 +160,18 @@ class ProbCover(Selector):
                      budget - info["full_coverage_at"])
         self.info_ = info
         return selected
+
+
+def _purity_graph(X: np.ndarray, n_classes: int | None, seed: int, n_init, alpha: float,
+                  chunk_size: int | None, purity_sample: int,
+                  ) -> tuple[float, sp.csr_matrix, dict, dict]:
+    """The purity rule's δ* and ball graph, and the state of the run's generator (seeded
+    with ``seed``) after them, from which the greedy goes on."""
+    rng = np.random.default_rng(seed)
+    labels = _purity_labels(X, n_classes, seed, n_init)
+    delta, graph, extra = _purity_delta_and_graph(X, labels, alpha, rng, chunk_size,
+                                                  purity_sample)
+    return delta, graph, extra, rng.bit_generator.state
 
 
 def _l2_normalize(X: np.ndarray) -> np.ndarray:

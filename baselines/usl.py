@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.utils.validation import check_memory
 
 from baselines._neighbors import as_float_array, auto_chunk_size, knn_density
+from nfpf.memo import Memo
 from nfpf.selection import Pool, Selector, select_on_subset
 
 __all__ = ["USL", "usl_regularizer"]
@@ -64,6 +67,11 @@ class USL(Selector):
         ``max(max_candidates, budget)`` samples (see below). None: never subsample.
     chunk_size : int, optional
         Rows per distance block.
+    memory : str, joblib.Memory or None, default=None
+        Where to cache the kNN density, which depends on neither the budget nor the seed:
+        a sweep computes it once per pool (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes
+        its cache). The picks are identical with or without it; ``info_["memory_hits"]``
+        says whether it was reused.
 
     Time O(n^2 d) for the density, O(n B d iterations) for K-means and O(n_iters n B d) for
     the regulariser. Memory O(n k + chunk_size * max(n, B)).
@@ -88,6 +96,7 @@ class USL(Selector):
         n_init: int | str = "auto",
         chunk_size: int | None = None,
         max_candidates: int | None = None,
+        memory: Any = None,
     ):
         for name, value, low in (("k", k, 1), ("n_iters", n_iters, 1),
                                  ("kmeans_max_iter", kmeans_max_iter, 1)):
@@ -119,6 +128,8 @@ class USL(Selector):
         self.n_init = n_init if n_init == "auto" else int(n_init)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.max_candidates = _check_max_candidates(max_candidates)
+        check_memory(memory)  # a directory, a joblib.Memory or None
+        self.memory = memory
 
     def _cluster(self, X: np.ndarray, budget: int, seed: int) -> np.ndarray:
         if budget == 1:
@@ -148,8 +159,10 @@ class USL(Selector):
         if k < self.k:
             log.warning("usl: k=%d neighbours but the pool has %d samples; using k=%d",
                         self.k, n, k)
-        density = (knn_density(X, k, squared=True, chunk_size=self.chunk_size) if k >= 1
-                   else np.ones(n))
+        memo = Memo(self.memory)
+        density = (memo.call("knn_density", knn_density, X,
+                             params=dict(k=k, squared=True, chunk_size=self.chunk_size))
+                   if k >= 1 else np.ones(n))
         labels = self._cluster(X, budget, seed)
         self.cluster_labels_ = labels
         regularizer = np.zeros(n)
@@ -171,7 +184,7 @@ class USL(Selector):
             selected = np.concatenate([selected, extra])
             log.info("usl: %d empty clusters; filled with the highest-scoring samples", n_filled)
         self.info_ = {"k": int(k), "n_clusters": int(budget),
-                      "n_empty_clusters": int(n_filled)}
+                      "n_empty_clusters": int(n_filled), "memory_hits": list(memo.hits)}
         return selected
 
 

@@ -10,7 +10,6 @@ Every constant of the released code is a parameter with that default. See docs/n
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_memory
 
+from nfpf.memo import Memo
 from nfpf.rd import SCORES, minmax_normalise, per_sample_error
 from nfpf.selection import Pool, Selector
 from nfpf.sflm import ACTIVATIONS, SFLM, draw_weights
@@ -328,7 +328,7 @@ class NFPF(Selector):
         # reference, whose batches take the others (all of them once the seeding is done)
         cpu_slots = threading.BoundedSemaphore(ref_jobs)
 
-        memo = _Memo(self.memory, enabled=not streamed)
+        memo = Memo(self.memory, enabled=not streamed)
         self.info_["memory_hits"] = []
 
         def reference() -> np.ndarray:
@@ -445,13 +445,13 @@ class NFPF(Selector):
         return pca_features(X, self.seed_pca_components, self.batch_size)
 
     def _initial_seeds(self, pool, X, budget, target, km_seed, seed_rng, reference,
-                       memo: _Memo | None = None) -> list[int]:
+                       memo: Memo | None = None) -> list[int]:
         n = X.shape[0]
         if self.seeding == "random":
             return seed_rng.choice(n, size=target, replace=False).tolist()
         n_clu = self._resolve_clusters(pool)
         feats = self._seed_space(pool, X, km_seed)
-        memo = memo if memo is not None else _Memo(None)
+        memo = memo if memo is not None else Memo(None)
         dist, inertia, fitted_rows = memo.call(
             "seeding_kmeans", _kmeans_distances, feats,
             params=dict(n_clusters=n_clu, n_init=self.kmeans_n_init,
@@ -645,49 +645,6 @@ def _reference_errors(X: Any, hidden: int, activation: str, type_: int, C: float
     # batch min/max of quirk Q1: rescale="fit" is exact in both modes
     errors = ref.errors(X, kind="mse", rescale="fit")
     return errors, t1 - t0, time.perf_counter() - t1
-
-
-class _Memo:
-    """Budget-independent work of one selection, cached in a ``joblib.Memory``.
-
-    The cache key is the content hash of the data array (hashed once per array), the
-    parameters and the source of the function that computes the entry; arguments that
-    cannot change the result (thread semaphore, batch size of a distance pass) are passed
-    through unhashed. As for the selection cache, a change of code the function calls
-    (e.g. the SFLM) is not seen: clear the cache directory after one. Disabled when
-    ``memory`` is None or the pool is streamed (hashing would read a file-backed pool
-    once more).
-    """
-
-    def __init__(self, memory: Any, enabled: bool = True) -> None:
-        self.memory = check_memory(memory) if enabled else None
-        self.hits: list[str] = []
-        self._hashes: dict[int, str] = {}
-
-    def call(self, name: str, func, data: Any, params: dict[str, Any], **unhashed: Any):
-        if self.memory is None or self.memory.location is None or \
-                not isinstance(data, np.ndarray):
-            return func(data, **params, **unhashed)
-        import joblib
-
-        key = id(data)
-        if key not in self._hashes:
-            self._hashes[key] = joblib.hash(data)
-        cached = self.memory.cache(_memo_entry, ignore=["func", "data", "unhashed"])
-        args = dict(name=name, func=func, data=data, data_hash=self._hashes[key],
-                    params=params, unhashed=unhashed,
-                    source_hash=joblib.hash(inspect.getsource(func)))
-        if cached.check_call_in_cache(**args):
-            self.hits.append(name)
-        return cached(**args)
-
-
-def _memo_entry(name: str, func, data: np.ndarray, data_hash: str, params: dict[str, Any],
-                unhashed: dict[str, Any], source_hash: str):
-    """What :class:`_Memo` caches: ``func(data, **params, **unhashed)`` under ``name``,
-    ``data_hash``, ``params`` and ``source_hash`` (``func``, ``data`` and ``unhashed`` are
-    not hashed)."""
-    return func(data, **params, **unhashed)
 
 
 class FloatRows:

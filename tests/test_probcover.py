@@ -182,6 +182,25 @@ def test_probcover_deterministic_for_a_seed():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("delta", [None, 0.6])
+def test_memory_reuses_delta_and_graph_with_identical_picks(tmp_path, delta):
+    # purity_sample < n draws from the run's generator before the greedy, and budget 90
+    # needs the random fill after full coverage: the cached generator state must be right
+    X, _ = _blobs(3, 40)
+    pool = Pool(X, n_classes=3)
+    params = dict(delta=delta, purity_sample=30)
+    for budget in (10, 90):
+        expected = ProbCover(**params).select(pool, budget, seed=5)
+        sel = ProbCover(**params, memory=str(tmp_path))
+        np.testing.assert_array_equal(sel.select(pool, budget, seed=5), expected)
+        name = "purity_graph" if delta is None else "graph"
+        assert sel.info_["memory_hits"] == ([] if budget == 10 else [name])
+    assert sel.info_["full_coverage_at"] is not None
+    other = ProbCover(**params, memory=str(tmp_path))
+    other.select(pool, 90, seed=6)  # another seed: the purity rule is recomputed
+    assert other.info_["memory_hits"] == ([] if delta is None else ["graph"])
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("delta", [0, -0.5, float("nan"), float("inf")])

@@ -121,6 +121,19 @@ def test_usl_deterministic_for_a_seed():
     np.testing.assert_array_equal(a, b)
 
 
+def test_memory_reuses_the_density_across_budgets_and_seeds(tmp_path):
+    X, _ = _blobs(4, 30)
+    runs = [(6, 3), (12, 3), (6, 4)]  # the density depends on neither budget nor seed
+    for i, (budget, seed) in enumerate(runs):
+        expected = USL(k=10).select(Pool(X), budget, seed=seed)
+        sel = USL(k=10, memory=str(tmp_path))
+        np.testing.assert_array_equal(sel.select(Pool(X), budget, seed=seed), expected)
+        assert sel.info_["memory_hits"] == ([] if i == 0 else ["knn_density"])
+    other = USL(k=12, memory=str(tmp_path))  # another k: another density
+    other.select(Pool(X), 6, seed=3)
+    assert other.info_["memory_hits"] == []
+
+
 def test_usl_bad_input():
     X = np.zeros((10, 2))
     with pytest.raises(ValueError, match="budget"):
