@@ -132,8 +132,8 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
     if not isinstance(selector, Selector):
         raise TypeError(f"selector config builds {type(selector).__name__}, not a Selector.")
     if cache_dir is not None and selector.get_params().get("memory", False) is None:
-        # budget-independent work of the selector (NFPF: K-means seeding, reference SFLM)
-        # is shared by the budgets of a sweep; the selection does not depend on it
+        # budget-independent work of a selector (NFPF, ProbCover, USL; nfpf/memo.py) is
+        # shared by the budgets of a sweep; the selection does not depend on it
         selector.memory = str(Path(cache_dir) / "memory")
     n = int(features.shape[0])
     ranked = isinstance(selector, RankingSelector)
