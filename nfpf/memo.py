@@ -1,7 +1,8 @@
 """Caching of the budget-independent work of a selector across the budgets of a sweep.
 
 Several selectors spend most of their time on work that does not depend on the budget:
-NFPF's K-means seeding and reference SFLM, ProbCover's purity radius and ball graph. A
+NFPF's K-means seeding and reference SFLM, ProbCover's purity radius and ball graph, USL's
+kNN density. A
 sweep over budgets with the same pool, seed and parameters computes that work once when the
 selector is given a ``memory`` (scikit-learn's convention: a directory or a
 ``joblib.Memory``); ``nfpf-run`` hands selectors that take one ``<paths.cache_dir>/memory``.
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from sklearn.utils.validation import check_memory
 
 __all__ = ["Memo"]
@@ -62,9 +65,15 @@ class Memo:
         args = dict(name=name, func=func, data=data, data_hash=self._hashes[id(data)][1],
                     params=params, unhashed=unhashed,
                     source_hash=joblib.hash(inspect.getsource(func)))
-        if cached.check_call_in_cache(**args):
-            self.hits.append(name)
-        return cached(**args)
+        key = joblib.hash([name, args["data_hash"], params, args["source_hash"]])
+        lock_dir = Path(self.memory.location) / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        # Two sweep workers asking for the same entry at once: the second waits for the
+        # first's result instead of computing it again.
+        with FileLock(str(lock_dir / f"{key}.lock")):
+            if cached.check_call_in_cache(**args):
+                self.hits.append(name)
+            return cached(**args)
 
 
 def _entry(name: str, func: Callable[..., Any], data: np.ndarray, data_hash: str,
