@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nfpf.data import Dataset
+from nfpf.deep.common import check_in_process_strategy
 from nfpf.evaluate import evaluate_selection
 from nfpf.features import compute_features
 from nfpf.results import (
@@ -192,6 +193,9 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
     # Validate what can be validated before loading anything.
     if cfg.get("budget") is None and cfg.get("budget_per_class") is None:
         resolve_budget(None, None, 1)  # raises the "no budget" error
+    for group in ("classifier", "features"):
+        if cfg.get(group) is not None and "trainer" in cfg[group]:
+            check_in_process_strategy(cfg[group].trainer, group)
     classifier = instantiate(cfg.classifier)
 
     dataset: Dataset = instantiate(cfg.dataset)

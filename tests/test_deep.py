@@ -2,13 +2,19 @@
 
 The CIFAR-10 tests read a small subset straight from the JPEG archives of ../shared/data
 (skipped when absent). The SimCLR evidence test is the slow one (about a minute of training
-on a 2-core CPU); everything else uses tiny inputs.
+on a 2-core CPU); everything else uses tiny inputs. The DDP tests train on 2 CPU processes
+over gloo (ddp_spawn, as trainer=ddp does on GPUs).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -398,8 +404,184 @@ def test_trainer_settings_reach_the_models():
                                            trainer_override("ddp")])
     model, space = instantiate(cfg.classifier), instantiate(cfg.features)
     for obj in (model, space):
-        assert obj.trainer["strategy"] == "ddp" and obj.trainer["accelerator"] == "gpu"
+        assert obj.trainer["strategy"] == "ddp_spawn" and obj.trainer["accelerator"] == "gpu"
+        assert obj.trainer["sync_batchnorm"] is True
     with pytest.raises(ValueError, match="trainer must be a mapping"):
         ResNetClassifier(trainer="gpu")
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         ResNetClassifier(epochs=0)
+
+
+# -------------------------------------------------------------------------------------------
+# Several processes: DDP over gloo on 2 CPU processes (ddp_spawn, as trainer=ddp uses)
+# -------------------------------------------------------------------------------------------
+
+DDP_CPU = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
+
+
+def _digits_images() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32)[:, None], digits.target
+
+
+def test_resnet18_ddp_two_processes(monkeypatch):
+    x, y = _digits_images()
+    train, test = slice(0, 150), slice(1000, 1101)  # 101 test images: the shards are padded
+    kwargs = dict(epochs=3, batch_size=32, seed=0)
+    one = ResNetClassifier(**kwargs).fit(x[train], y[train])
+    with socket.socket() as busy:  # an inherited MASTER_PORT that another job holds
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("MASTER_PORT", str(busy.getsockname()[1]))
+        ddp = ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(x[train], y[train],
+                                                              eval_set=(x[test], y[test]))
+        assert os.environ["MASTER_PORT"] == str(busy.getsockname()[1])  # put back
+    # batch_size is the global batch: 2 processes x 16 make the steps of one process x 32
+    assert len(ddp.step_losses_) == len(one.step_losses_) == 3 * 5
+    assert np.isfinite(ddp.step_losses_).all()
+    # the logs came back from the spawned workers, the schedule is the recipe's
+    assert [h["lr"] for h in ddp.history_] == pytest.approx([0.01, 0.0075, 0.0025])
+    # every process evaluated rank 0's model, each test image once: the logged accuracy is
+    # that of the returned model on the 101 images
+    predicted = ddp.predict(x[test])
+    assert ddp.last_accuracy_ == np.mean(predicted == y[test])
+    again = ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(x[train], y[train],
+                                                            eval_set=(x[test], y[test]))
+    assert again.step_losses_ == ddp.step_losses_  # seeded under DDP too
+    assert again.history_ == ddp.history_
+
+
+def test_simclr_ddp_two_processes():
+    x, _ = _digits_images()
+    kwargs = dict(epochs=2, batch_size=64, seed=0)
+    ddp = SimCLRFeatures(**kwargs, trainer=DDP_CPU)
+    emb = ddp.fit_transform(x[:200])
+    one = SimCLRFeatures(**kwargs).fit(x[:200])
+    # the global batch of 64 (2 x 32, all-gathered for NT-Xent): 3 steps an epoch, as one
+    # process; the loss of the first step is that of untrained weights on 64 images
+    assert len(ddp.step_losses_) == len(one.step_losses_) == 2 * 3
+    assert len(ddp.epoch_losses_) == 2 and np.isfinite(ddp.step_losses_).all()
+    # the returned model embeds (n, 256), standardised over the pool
+    assert emb.shape == (200, 256) and np.isfinite(emb).all()
+    np.testing.assert_allclose(emb.mean(0), 0, atol=1e-4)
+
+
+def _gathered_nt_xent_worker(rank: int, port: int, z1: torch.Tensor, z2: torch.Tensor,
+                             out: str) -> None:
+    """One of 2 gloo processes: its half of the batch, the gather of the module, DDP's mean."""
+    from types import SimpleNamespace
+
+    from lightning_fabric.utilities.distributed import _all_gather_ddp_if_available
+
+    from nfpf.deep.distributed import gather_batch
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                                         rank=rank, world_size=2)
+    # what LightningModule.all_gather calls under DDP
+    module = SimpleNamespace(trainer=SimpleNamespace(world_size=2),
+                             all_gather=lambda t, sync_grads: _all_gather_ddp_if_available(
+                                 t, sync_grads=sync_grads))
+    torch.manual_seed(0)
+    head = torch.nn.Linear(z1.shape[1], 5)
+    half = slice(rank * len(z1) // 2, (rank + 1) * len(z1) // 2)
+    loss = nt_xent(gather_batch(module, head(z1[half])), gather_batch(module, head(z2[half])),
+                   0.5)
+    loss.backward()
+    for param in head.parameters():  # DistributedDataParallel: the mean over the ranks
+        torch.distributed.all_reduce(param.grad)
+        param.grad /= 2
+    if rank == 0:
+        torch.save([float(loss)] + [p.grad for p in head.parameters()], out)
+    torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gathered_nt_xent_gradient_equals_one_process(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(8, 6, generator=gen), torch.randn(8, 6, generator=gen)
+    out = tmp_path / "grads.pt"
+    torch.multiprocessing.spawn(_gathered_nt_xent_worker,
+                                args=(_free_port(), z1, z2, str(out)), nprocs=2)
+    loss, *grads = torch.load(out)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 5)
+    expected = nt_xent(head(z1), head(z2), 0.5)  # one process, the whole batch of 8
+    expected.backward()
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-6)
+    for got, param in zip(grads, head.parameters(), strict=True):
+        torch.testing.assert_close(got, param.grad, rtol=1e-5, atol=1e-7)
+
+
+def _broadcast_buffers_worker(rank: int, port: int, out: str) -> None:
+    from nfpf.deep.distributed import broadcast_buffers
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
+                                         rank=rank, world_size=2)
+    bn = torch.nn.BatchNorm1d(3)
+    bn(torch.randn(4, 3, generator=torch.Generator().manual_seed(rank)) + rank)  # stats differ
+    before = [b.clone() for b in bn.buffers()]
+    broadcast_buffers(bn)
+    torch.save({"before": before, "after": [b.clone() for b in bn.buffers()]}, f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_broadcast_buffers_gives_every_rank_rank0s_statistics(tmp_path):
+    out = tmp_path / "buffers"
+    torch.multiprocessing.spawn(_broadcast_buffers_worker, args=(_free_port(), str(out)),
+                                nprocs=2)
+    rank0, rank1 = torch.load(f"{out}.0"), torch.load(f"{out}.1")
+    assert not torch.equal(rank0["before"][0], rank1["before"][0])
+    for mine, theirs, own in zip(rank1["after"], rank0["before"], rank0["after"], strict=True):
+        assert torch.equal(mine, theirs) and torch.equal(own, theirs)
+
+
+def test_pipeline_refuses_strategies_that_relaunch_the_command(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from nfpf.api import CONFIG_DIR
+    from nfpf.deep.common import check_in_process_strategy
+    from nfpf.pipeline import RunNames, run
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "experiment=single", "logger=none", "classifier=resnet18", trainer_override("ddp"),
+            "trainer.strategy=ddp", f"paths.output_dir={tmp_path}"])
+    assert cfg.classifier.trainer.strategy == "ddp"
+    with pytest.raises(ValueError, match=r"classifier.trainer.strategy='ddp' would start the "
+                                         r"whole command again.*Use trainer=ddp"):
+        run(cfg, RunNames("test", "digits", "raw", "kmeans", "resnet18"), tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before any work
+    for fine in ({"strategy": "ddp_spawn", "devices": 2}, {"strategy": "ddp", "devices": 1},
+                 {"strategy": "auto", "devices": 4}, None):
+        check_in_process_strategy(fine, "classifier")
+    with pytest.raises(ValueError, match="fsdp"):
+        check_in_process_strategy({"strategy": "fsdp", "devices": -1}, "features")
+
+
+def test_ddp_sweep_under_joblib_workers(tmp_path):
+    """trainer=ddp in a sweep whose jobs run in joblib (loky) workers: 2 runs at once, each
+    training on 2 CPU processes; rank 0's per-epoch lines reach the run's log file."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "experiments.run", "-m", "experiment=single", "logger=none",
+           "dataset=digits", "selector=random", "seed=0,1", "budget=40",
+           "classifier=resnet18", "classifier.epochs=1", "trainer=ddp",
+           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
+           "hydra/launcher=joblib", f"paths.output_dir={tmp_path}"]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(tmp_path.rglob("result.json"))
+    assert len(results) == 2, proc.stdout[-3000:]
+    for path in results:
+        metrics = json.loads(path.read_text())["metrics"]
+        assert metrics["accuracy"] == pytest.approx(metrics["history"][-1]["test_accuracy"])
+        log_text = (path.parent / "run.log").read_text()
+        assert "resnet18: epoch 1/1, train loss" in log_text
+        assert "(batch 40 = 2 processes x 20)" in log_text

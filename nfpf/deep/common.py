@@ -271,6 +271,32 @@ def trainer_settings(trainer: Mapping[str, Any] | None) -> dict[str, Any]:
     return settings
 
 
+def check_in_process_strategy(trainer: Mapping[str, Any] | None, who: str) -> None:
+    """Refuse a multi-device strategy that starts the whole command again once per device.
+
+    Lightning's ``ddp`` (and ``fsdp``, ``deepspeed``) launch the running script anew in one
+    process per device. Inside a pipeline run that repeats everything around the training
+    (data, selection, the result files and, under ``--multirun``, the sweep itself); the
+    spawn-based strategies (``ddp_spawn``) start processes for the training only.
+    """
+    settings = trainer_settings(trainer)
+    strategy = settings.get("strategy", "auto")
+    if not isinstance(strategy, str):
+        return  # a Strategy object: the caller chose its launcher
+    name = strategy.lower()
+    relaunches = name.startswith(("ddp", "fsdp", "deepspeed")) and not any(
+        key in name for key in ("spawn", "fork", "notebook"))
+    several = settings.get("devices", 1) not in (1, "1", [0]) or \
+        int(settings.get("num_nodes", 1) or 1) > 1
+    if relaunches and several:
+        raise ValueError(
+            f"{who}.trainer.strategy={strategy!r} would start the whole command again in one "
+            f"process per device, repeating the selection, the result files and, under "
+            f"--multirun, the sweep. Use trainer=ddp (strategy ddp_spawn: processes for the "
+            f"training only), or call the model from a script of your own for {strategy!r}."
+        )
+
+
 def make_trainer(trainer: Mapping[str, Any] | None, max_epochs: int, progress: bool,
                  **extra: Any):
     """A ``pytorch_lightning.Trainer`` with the configured settings and quiet defaults.
@@ -291,21 +317,36 @@ def make_trainer(trainer: Mapping[str, Any] | None, max_epochs: int, progress: b
     return pl.Trainer(**kwargs)
 
 
+#: Lightning messages that say nothing actionable about these in-memory, small-data fits.
+_QUIET_WARNINGS = (
+    r".*does not have many workers.*", r".*number of training batches.*",
+    r".*GPU available but not used.*", r".*LeafSpec.*", r".*log_every_n_steps.*",
+    r".*TPU available.*", r".*`validation_step` but have no `val_dataloader`.*",
+    r".*torch.distributed.nn.functional.all_gather is deprecated.*",
+    r".*when logging on epoch level in distributed setting.*",
+)
+
+
+_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
+
+
+def quiet_this_process() -> None:
+    """Install the warning filters and logger levels of :func:`quiet_lightning` in this
+    process (a ``ddp_spawn`` worker starts without the caller's)."""
+    for pattern in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in _LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Mute Lightning's start-up chatter and small-data warnings for the duration only."""
-    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
-    loggers = [logging.getLogger(name) for name in names]
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            for pattern in (r".*does not have many workers.*", r".*number of training batches.*",
-                            r".*GPU available but not used.*", r".*LeafSpec.*",
-                            r".*log_every_n_steps.*", r".*TPU available.*",
-                            r".*`validation_step` but have no `val_dataloader`.*"):
-                warnings.filterwarnings("ignore", message=pattern)
+            quiet_this_process()
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):

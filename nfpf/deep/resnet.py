@@ -37,11 +37,22 @@ from nfpf.deep.common import (
     make_trainer,
     normalize,
     quiet_lightning,
+    quiet_this_process,
     random_crop_flip,
     resolve_weights,
     seeded,
     to_channels,
     trainer_settings,
+)
+from nfpf.deep.distributed import (
+    batch_order,
+    broadcast_buffers,
+    capture_logging,
+    count_correct,
+    per_device_batch,
+    restore_logging,
+    spawn_context,
+    sum_over_ranks,
 )
 
 __all__ = ["ResNetClassifier", "ResNetModule"]
@@ -71,6 +82,13 @@ class ResNetModule(pl.LightningModule):
         Seeds the augmentation generator (plus the process rank under DDP).
     weights_path : Path, optional
         ResNet-18 weights file (stem and head keep their fresh initialisation).
+
+    Notes
+    -----
+    Validation batches are ``(images, labels, dataset positions)``: the positions let the
+    accuracy count each test sample once under DDP (:func:`nfpf.deep.distributed.count_correct`).
+    The training logs (``step_losses``, ``history``) travel in the state dict's extra state,
+    so they return from ``ddp_spawn`` workers.
     """
 
     def __init__(self, n_classes: int, cifar_stem: bool, dropout: float, lr: float,
@@ -89,11 +107,13 @@ class ResNetModule(pl.LightningModule):
         self._generator: torch.Generator | None = None
         self._loss_sum = 0.0
         self._loss_count = 0
-        self._correct = 0
-        self._seen = 0
+        self._val_index: list[torch.Tensor] = []
+        self._val_correct: list[torch.Tensor] = []
         self._t0 = 0.0
         self._epoch_lr = float(lr)
         self._pending_acc: float | None = None
+        #: the caller's logging, for ddp_spawn workers (set by ResNetClassifier.fit)
+        self.logging_setup: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (n, K) of [0, 1] images (n, C, H, W), C = 1 (repeated to 3) or 3."""
@@ -102,8 +122,21 @@ class ResNetModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         rank = int(getattr(self.trainer, "global_rank", 0))
+        if rank == 0:
+            restore_logging(self.logging_setup)
+        quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
         self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
         self._t0 = time.perf_counter()
+
+    def on_train_end(self) -> None:
+        broadcast_buffers(self)  # every rank ends with rank 0's model
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"step_losses": list(self.step_losses), "history": list(self.history)}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.step_losses = [float(v) for v in state["step_losses"]]
+        self.history = [dict(h) for h in state["history"]]
 
     def on_train_epoch_start(self) -> None:
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
@@ -120,32 +153,38 @@ class ResNetModule(pl.LightningModule):
                  batch_size=len(y))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        broadcast_buffers(self)  # evaluate rank 0's model on every rank
+
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        pred = self(x).argmax(dim=1)
-        self._correct += int((pred == y).sum())
-        self._seen += len(y)
+        x, y, index = batch
+        self._val_index.append(index)
+        self._val_correct.append(self(x).argmax(dim=1) == y)
 
     def on_validation_epoch_end(self) -> None:
-        counts = torch.tensor([self._correct, self._seen], dtype=torch.float64,
-                              device=self.device)
-        if self.trainer.world_size > 1:
-            counts = self.all_gather(counts).reshape(-1, 2).sum(dim=0)
-        self._correct, self._seen = 0, 0
-        if counts[1] > 0:
-            acc = float(counts[0] / counts[1])
+        index = torch.cat(self._val_index) if self._val_index else \
+            torch.zeros(0, dtype=torch.long, device=self.device)
+        correct = torch.cat(self._val_correct) if self._val_correct else \
+            torch.zeros(0, dtype=torch.bool, device=self.device)
+        self._val_index, self._val_correct = [], []
+        n_correct, n_seen = count_correct(self, index, correct)
+        if n_seen > 0:
+            acc = n_correct / n_seen
             self.log("test_acc", acc, prog_bar=True, rank_zero_only=True)
             self._pending_acc = acc
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        loss = self._loss_sum / max(self._loss_count, 1)
+        totals = sum_over_ranks(self, torch.tensor([self._loss_sum, self._loss_count],
+                                                   dtype=torch.float64, device=self.device))
+        loss = float(totals[0] / max(float(totals[1]), 1.0))  # the mean over all ranks
         self._loss_sum, self._loss_count = 0.0, 0
         acc, self._pending_acc = self._pending_acc, None
         self.history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
                              "lr": self._epoch_lr})
         total = self.hparams.epochs
-        if epoch == 1 or epoch == total or epoch % max(1, total // 10) == 0:
+        if self.trainer.global_rank == 0 and (
+                epoch == 1 or epoch == total or epoch % max(1, total // 10) == 0):
             extra = "" if acc is None else f", test accuracy {acc:.4f}"
             log.info("resnet18: epoch %d/%d, train loss %.4f%s (%.0f s)", epoch, total, loss,
                      extra, time.perf_counter() - self._t0)
@@ -170,8 +209,9 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
     ----------
     epochs : int, default 100
     batch_size : int, default 128
-        Capped at the number of training images (a budget smaller than the batch trains on
-        one full batch per epoch).
+        The global batch, capped at the number of training images (a budget smaller than the
+        batch trains on one full batch per epoch). Under DDP each of the W processes takes
+        ``ceil(batch_size / W)`` images per step, so the steps per epoch stay the recipe's.
     lr : float, default 0.01
         Initial SGD learning rate (cosine-annealed to 0 over ``epochs``).
     momentum, weight_decay : float, default 0.9, 5e-4
@@ -210,7 +250,8 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (K,)
     module_ : ResNetModule
     step_losses_ : list of float
-        Training loss of every optimisation step.
+        Training loss of every optimisation step (of rank 0's share of the batch under DDP;
+        ``history_``'s ``train_loss`` is the mean over all processes).
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``test_accuracy`` (None without ``eval_set``),
         ``lr``.
@@ -299,36 +340,43 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
         path = resolve_weights(self.weights, "resnet18", download=bool(self.download))
         mean, std = fit_normalization(self.mean, self.std, images, 3)
 
+        with quiet_lightning():
+            trainer = make_trainer(self.trainer, int(self.epochs), bool(self.progress),
+                                   check_val_every_n_epoch=int(self.eval_every),
+                                   limit_val_batches=1.0 if eval_set is not None else 0)
+        world = int(trainer.world_size)
         n = len(images)
-        batch = min(int(self.batch_size), n)
+        batch = min(int(self.batch_size), n)  # the global batch
+        device_batch = per_device_batch(batch, world)
+        shard = -(-n // world)  # images per process and epoch (DistributedSampler)
         # BatchNorm cannot train on a batch of one sample: drop such a last batch.
-        drop_last = n > batch and n % batch == 1
+        drop_last = shard > device_batch and shard % device_batch == 1
         loader = DataLoader(
             TensorDataset(images, torch.as_tensor(codes, dtype=torch.long)),
-            batch_size=batch, shuffle=True, drop_last=drop_last,
-            num_workers=int(self.num_workers),
-            generator=torch.Generator().manual_seed(int(self.seed)))
+            batch_size=device_batch, shuffle=True, drop_last=drop_last,
+            num_workers=int(self.num_workers), generator=batch_order(int(self.seed), world))
         val_loader = None
         if eval_set is not None:
             test_x = as_image_tensor(eval_set[0], "classifier=resnet18")
             lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
             test_codes = np.array([lookup.get(v, -1) for v in np.asarray(eval_set[1]).tolist()])
             val_loader = DataLoader(
-                TensorDataset(test_x, torch.as_tensor(test_codes, dtype=torch.long)),
+                TensorDataset(test_x, torch.as_tensor(test_codes, dtype=torch.long),
+                              torch.arange(len(test_x))),
                 batch_size=int(self.eval_batch_size), shuffle=False,
                 num_workers=int(self.num_workers))
-        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %d)%s",
-                 n, len(self.classes_), self.epochs, len(loader), batch,
+        steps = shard // device_batch if drop_last else -(-shard // device_batch)
+        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %d%s)%s",
+                 n, len(self.classes_), self.epochs, steps, batch,
+                 "" if world == 1 else f" = {world} processes x {device_batch}",
                  "" if path is None else f", weights {path.name}")
         with seeded(int(self.seed)):
             self.module_ = ResNetModule(
                 len(self.classes_), bool(self.cifar_stem), float(self.dropout), float(self.lr),
                 float(self.momentum), float(self.weight_decay), int(self.epochs), mean, std,
                 int(self.crop_padding), bool(self.flip), int(self.seed), weights_path=path)
-            with quiet_lightning():
-                trainer = make_trainer(self.trainer, int(self.epochs), bool(self.progress),
-                                       check_val_every_n_epoch=int(self.eval_every),
-                                       limit_val_batches=1.0 if val_loader else 0)
+            self.module_.logging_setup = capture_logging()
+            with quiet_lightning(), spawn_context(trainer):
                 trainer.fit(self.module_, loader, val_loader)
         self.module_.eval()
         self.step_losses_ = list(self.module_.step_losses)

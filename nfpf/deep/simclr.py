@@ -36,8 +36,18 @@ from nfpf.deep.common import (
     make_trainer,
     normalize,
     quiet_lightning,
+    quiet_this_process,
     random_resized_crop_flip,
     seeded,
+)
+from nfpf.deep.distributed import (
+    batch_order,
+    broadcast_buffers,
+    capture_logging,
+    gather_batch,
+    per_device_batch,
+    restore_logging,
+    spawn_context,
 )
 from nfpf.features import FeatureSpace
 
@@ -92,6 +102,12 @@ class SimCLRModule(pl.LightningModule):
         Colour distortion (see :func:`nfpf.deep.common.color_jitter`).
     seed : int
         Seeds the augmentation generator (plus the process rank under DDP).
+
+    Notes
+    -----
+    Under DDP the projections of every process are gathered (with their gradients) before
+    NT-Xent, so each anchor has the negatives of the whole global batch, as on one process.
+    The loss logs travel in the state dict's extra state (they return from ``ddp_spawn``).
     """
 
     def __init__(self, backbone: str, in_channels: int, width: int, stem_stride: int,
@@ -114,6 +130,8 @@ class SimCLRModule(pl.LightningModule):
         self._epoch_sum = 0.0
         self._epoch_count = 0
         self._t0 = 0.0
+        #: the caller's logging, for ddp_spawn workers (set by SimCLRFeatures)
+        self.logging_setup: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone embeddings (n, out_dim) of [0, 1] images (n, C, H, W)."""
@@ -127,14 +145,27 @@ class SimCLRModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         rank = int(getattr(self.trainer, "global_rank", 0))
+        if rank == 0:
+            restore_logging(self.logging_setup)
+        quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
         self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
         self._t0 = time.perf_counter()
+
+    def on_train_end(self) -> None:
+        broadcast_buffers(self)  # every rank ends with rank 0's model
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"step_losses": list(self.step_losses), "epoch_losses": list(self.epoch_losses)}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.step_losses = [float(v) for v in state["step_losses"]]
+        self.epoch_losses = [float(v) for v in state["epoch_losses"]]
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
         v1, v2 = self.augment(x), self.augment(x)
-        z1 = self.projector(self(v1))
-        z2 = self.projector(self(v2))
+        z1 = gather_batch(self, self.projector(self(v1)))
+        z2 = gather_batch(self, self.projector(self(v2)))
         loss = nt_xent(z1, z2, self.hparams.temperature)
         value = float(loss.detach())
         self.step_losses.append(value)
@@ -144,12 +175,14 @@ class SimCLRModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        # the loss of a step is already that of the global batch: equal on every rank
         mean = self._epoch_sum / max(self._epoch_count, 1)
         self.epoch_losses.append(mean)
         self._epoch_sum, self._epoch_count = 0.0, 0
         epoch = self.current_epoch + 1
         total = self.hparams.epochs
-        if epoch == 1 or epoch == total or epoch % max(1, total // 10) == 0:
+        if self.trainer.global_rank == 0 and (
+                epoch == 1 or epoch == total or epoch % max(1, total // 10) == 0):
             log.info("simclr: epoch %d/%d, NT-Xent %.4f (%.0f s)", epoch, total, mean,
                      time.perf_counter() - self._t0)
 
@@ -187,7 +220,8 @@ class SimCLRFeatures(FeatureSpace):
         Training epochs over the (sub)pool. ``epochs=0`` returns the embeddings of the
         randomly initialised network (a control).
     batch_size : int, default 256
-        Images per step (each gives two views); capped at the training-set size.
+        Images per step (each gives two views), the global batch: capped at the training-set
+        size, split over the processes under DDP.
     lr, weight_decay : float
         AdamW learning rate (cosine-annealed over ``epochs``) and weight decay.
     temperature : float, default 0.1
@@ -226,8 +260,9 @@ class SimCLRFeatures(FeatureSpace):
     Notes
     -----
     Time: O(epochs · n_train · cost(backbone)) for training plus one forward pass per
-    embedded image; memory: the images plus one batch of activations. NT-Xent uses the
-    negatives of the local batch (no all-gather across devices under DDP).
+    embedded image; memory: the images plus one batch of activations. Under DDP
+    ``batch_size`` stays the global batch (``ceil(batch_size / W)`` images per process) and
+    NT-Xent sees the negatives of all processes.
     """
 
     def __init__(self, backbone: str = "small_cnn", width: int = 32, stem_stride: int = 2,
@@ -327,14 +362,19 @@ class SimCLRFeatures(FeatureSpace):
                 self.crop_scale, self.jitter, self.hue, self.jitter_p, self.grey_p,
                 self.seed)
             if self.epochs > 0:
-                batch = min(self.batch_size, len(train))
-                loader = DataLoader(TensorDataset(train), batch_size=batch, shuffle=True,
-                                    drop_last=True,
-                                    generator=torch.Generator().manual_seed(self.seed))
-                log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %d)",
-                         self.backbone, len(train), self.epochs, len(loader), batch)
                 with quiet_lightning():
                     trainer = make_trainer(self.trainer, self.epochs, self.progress)
+                world = int(trainer.world_size)
+                batch = min(self.batch_size, len(train))  # the global batch
+                device_batch = per_device_batch(batch, world)
+                loader = DataLoader(TensorDataset(train), batch_size=device_batch, shuffle=True,
+                                    drop_last=True, generator=batch_order(self.seed, world))
+                steps = -(-len(train) // world) // device_batch
+                log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %d%s)",
+                         self.backbone, len(train), self.epochs, steps, batch,
+                         "" if world == 1 else f" = {world} processes x {device_batch}")
+                self.module_.logging_setup = capture_logging()
+                with quiet_lightning(), spawn_context(trainer):
                     trainer.fit(self.module_, loader)
         self.step_losses_ = list(self.module_.step_losses)
         self.epoch_losses_ = list(self.module_.epoch_losses)

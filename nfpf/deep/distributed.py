@@ -1,0 +1,195 @@
+"""Training the deep models on several processes (DDP) the way they train on one.
+
+Lightning's DDP strategies give each process a shard of every epoch (a ``DistributedSampler``
+that pads the shards to equal length by repeating samples) and average the gradients. What
+still differs from one process is handled here, once for :mod:`nfpf.deep.resnet` and
+:mod:`nfpf.deep.simclr`:
+
+- **Batch size.** ``batch_size`` is the global batch of the recipe; each of the W processes
+  takes ``ceil(batch / W)`` (:func:`per_device_batch`), so the number of steps per epoch and
+  the learning-rate schedule stay those of one process.
+- **BatchNorm running statistics.** DDP copies rank 0's buffers to every rank before each
+  training forward, which then updates them with the rank's own batch: after the last step
+  the ranks' statistics differ. :func:`broadcast_buffers` gives every rank rank 0's model
+  before it is evaluated and when training ends.
+- **Evaluation.** The padding repeats test samples; :func:`count_correct` counts each sample
+  once over all ranks, so the accuracy is that of rank 0's model on the whole test set.
+- **Batch order.** Lightning's ``DistributedSampler`` shuffles (seed 0, reshuffled every
+  epoch); weight initialisation, dropout and augmentations still follow the run's seed.
+- **Results of ``ddp_spawn``.** Only the state dict of rank 0 returns to the calling process,
+  so the modules keep their training logs in ``get_extra_state``.
+- **Sweeps.** :func:`spawn_context` gives each ``ddp_spawn`` fit a start method its processes
+  can adopt (not joblib's ``loky``) and a rendezvous port of its own (fits side by side).
+- **Logging.** A spawned process starts with logging unconfigured; :func:`capture_logging`
+  and :func:`restore_logging` give rank 0 the caller's handlers (console, the run's log file),
+  so per-epoch progress lines still appear.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "batch_order",
+    "broadcast_buffers",
+    "capture_logging",
+    "count_correct",
+    "gather_batch",
+    "per_device_batch",
+    "restore_logging",
+    "spawn_context",
+    "sum_over_ranks",
+]
+
+
+def _initialized_world() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def per_device_batch(batch: int, world_size: int) -> int:
+    """Samples per process and step for a global batch of ``batch`` over ``world_size``."""
+    return max(1, math.ceil(int(batch) / max(1, int(world_size))))
+
+
+def batch_order(seed: int, world_size: int) -> torch.Generator | None:
+    """The generator of a training DataLoader's shuffling: seeded on one process; ``None``
+    under DDP, where Lightning's ``DistributedSampler`` orders the batches (seeded, reshuffled
+    every epoch) and a ``torch.Generator`` cannot travel to ``ddp_spawn`` workers."""
+    return torch.Generator().manual_seed(int(seed)) if world_size == 1 else None
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics, ...) to every rank; a no-op on
+    one process."""
+    if _initialized_world() == 1:
+        return
+    for buf in module.buffers():
+        torch.distributed.broadcast(buf, src=0)
+
+
+def sum_over_ranks(module: Any, values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of ``values`` (same shape on every rank) over the ranks of
+    ``module``'s trainer (a LightningModule); ``values`` itself on one process."""
+    if module.trainer.world_size == 1:
+        return values
+    return module.all_gather(values).reshape(-1, *values.shape).sum(dim=0)
+
+
+def gather_batch(module: Any, values: torch.Tensor) -> torch.Tensor:
+    """The ``values`` (n, ...) of every rank stacked into (W·n, ...), rank by rank, with the
+    gradient flowing back to each rank's own rows; ``values`` itself on one process.
+
+    Each rank then computes the loss of the whole global batch. The backward of the gather
+    sums the W ranks' gradients for a rank's rows, and DDP averages the parameter gradients
+    over the W ranks: together, exactly the gradient of one process on the global batch.
+    """
+    if module.trainer.world_size == 1:
+        return values
+    return module.all_gather(values, sync_grads=True).reshape(-1, *values.shape[1:])
+
+
+def count_correct(module: Any, index: torch.Tensor, correct: torch.Tensor) -> tuple[int, int]:
+    """Correct predictions and evaluated samples over all ranks, each sample counted once.
+
+    Parameters
+    ----------
+    module : LightningModule
+        Its trainer gives the world size; its ``all_gather`` collects the ranks' results.
+    index : int64 tensor of shape (m,)
+        Dataset positions of the samples this rank evaluated (``m`` equal on every rank, as
+        the ``DistributedSampler`` pads the shards).
+    correct : bool tensor of shape (m,)
+    """
+    if module.trainer.world_size > 1:
+        index = module.all_gather(index).reshape(-1)
+        correct = module.all_gather(correct).reshape(-1)
+    if index.numel() == 0:
+        return 0, 0
+    # a padded sample appears twice with the same outcome (the ranks hold one model)
+    size = int(index.max()) + 1
+    seen = torch.zeros(size, dtype=torch.bool, device=index.device)
+    hit = torch.zeros(size, dtype=torch.bool, device=index.device)
+    seen[index] = True
+    hit[index] = correct.to(torch.bool)
+    return int(hit.sum()), int(seen.sum())
+
+
+def capture_logging() -> dict[str, Any]:
+    """The root logger's level and its console / file handlers, in a picklable form."""
+    root = logging.getLogger()
+    handlers = []
+    for handler in root.handlers:
+        fmt = handler.formatter
+        style = (getattr(fmt, "_fmt", None), getattr(fmt, "datefmt", None))
+        if isinstance(handler, logging.FileHandler):
+            handlers.append(("file", handler.baseFilename, *style))
+        elif isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout,
+                                                                              sys.stderr):
+            handlers.append(("stream", "stdout" if handler.stream is sys.stdout else "stderr",
+                             *style))
+    return {"level": root.level, "handlers": handlers}
+
+
+def restore_logging(setup: dict[str, Any] | None) -> None:
+    """Configure a process started with logging unconfigured (a ``ddp_spawn`` worker) like the
+    caller was; a no-op where the root logger already has handlers."""
+    root = logging.getLogger()
+    if not setup or root.handlers:
+        return
+    for kind, target, fmt, datefmt in setup["handlers"]:
+        handler: logging.Handler
+        if kind == "file":
+            handler = logging.FileHandler(target, mode="a")
+        else:
+            handler = logging.StreamHandler(sys.stdout if target == "stdout" else sys.stderr)
+        handler.setFormatter(logging.Formatter(fmt, datefmt))
+        root.addHandler(handler)
+    root.setLevel(setup["level"])
+
+
+@contextlib.contextmanager
+def spawn_context(trainer: Any) -> Iterator[None]:
+    """Run ``trainer``'s fit with what processes spawned for it (``ddp_spawn``) need.
+
+    - A start method they can adopt: a spawned process first sets its parent's, which in a
+      joblib (loky) sweep worker is ``loky``, unknown to it.
+    - A rendezvous port of their own: Lightning takes ``MASTER_PORT`` from the environment
+      when it is set (it sets it itself on the first fit), so two fits running side by side
+      in a sweep, or in processes that inherited the variable, would share one port.
+
+    Both are put back afterwards. A no-op for one process and for launchers that start the
+    script anew (their processes must share the parent's port).
+    """
+    from lightning_fabric.plugins.environments.lightning import find_free_network_port
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    spawned = isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+    if trainer.world_size == 1 or not spawned or trainer.num_nodes > 1:
+        yield
+        return
+    method = multiprocessing.get_start_method(allow_none=True)
+    port = os.environ.get("MASTER_PORT")
+    if method not in (None, "spawn", "fork", "forkserver"):
+        multiprocessing.set_start_method("spawn", force=True)
+    os.environ["MASTER_PORT"] = str(find_free_network_port())
+    try:
+        yield
+    finally:
+        if method not in (None, "spawn", "fork", "forkserver"):
+            multiprocessing.set_start_method(method, force=True)
+        if port is None:
+            os.environ.pop("MASTER_PORT", None)
+        else:
+            os.environ["MASTER_PORT"] = port
