@@ -1,6 +1,7 @@
 """Every config composes, and every selector/feature/classifier config instantiates.
 
-A typo in a YAML file fails here, not in a user's sweep.
+A typo in a YAML file, or a documented command that no longer composes, fails here, not in
+a user's sweep.
 """
 
 from __future__ import annotations
@@ -84,3 +85,52 @@ def test_unknown_selector_lists_known_ones():
 
     with pytest.raises(ValueError, match=r"Known selectors: .*coreset"):
         make_selector("no_such_method")
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every ``nfpf-run`` command of README.md and docs/*.md: (where, its arguments)."""
+    import re
+    import shlex
+
+    root = CONFIG_DIR.parent
+    commands = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        lines = path.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            start, text = i, lines[i].strip()
+            while text.endswith("\\") and i + 1 < len(lines):  # shell continuation lines
+                i += 1
+                text = text[:-1] + " " + lines[i].strip()
+            i += 1
+            found = [text] if text.startswith("nfpf-run") else []
+            found += re.findall(r"`(nfpf-run [^`]*)`", text)  # inline in the prose
+            for command in found:
+                command = re.sub(r"<[^>]*>", "placeholder", command)  # <scratch>, ...
+                args = shlex.split(command, comments=True)[1:]
+                commands.append((f"{path.name}:{start + 1}", args))
+    return commands
+
+
+@pytest.mark.parametrize("where,args", documented_commands(),
+                         ids=[where for where, _ in documented_commands()])
+def test_documented_commands_compose(where, args):
+    """A command the docs show composes: no unknown group, option or key, no ``+`` where a
+    default exists; a sweep composes with the first value of each swept parameter."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    overrides = [a for a in args if not a.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    single = []
+    for text, override in zip(overrides, parsed, strict=True):
+        if isinstance(override.value(), Glob):
+            continue  # glob(*) sweeps a group's options: each composes in its own test
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()))
+            single.append(f"{override.get_key_element()}={first}")
+        else:
+            single.append(text)
+    cfg = compose_with(*single)
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.to_container(plain, resolve=True)  # every interpolation resolves
