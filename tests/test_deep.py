@@ -426,6 +426,20 @@ def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     return (digits.images / 16.0).astype(np.float32)[:, None], digits.target
 
 
+def test_distributed_helpers_on_one_process():
+    from types import SimpleNamespace
+
+    from nfpf.deep.distributed import count_correct, per_device_batch, sum_over_ranks
+
+    one = SimpleNamespace(trainer=SimpleNamespace(world_size=1))
+    # sample 0 twice (a padded shard): counted once
+    index, correct = torch.tensor([0, 1, 2, 0]), torch.tensor([True, False, True, True])
+    assert count_correct(one, index, correct) == (2, 3)
+    assert count_correct(one, index[:0], correct[:0]) == (0, 0)
+    assert sum_over_ranks(one, [1.5, 2]) == [1.5, 2.0]
+    assert [per_device_batch(128, w) for w in (1, 2, 3, 256)] == [128, 64, 43, 1]
+
+
 def test_resnet18_ddp_two_processes(monkeypatch):
     x, y = _digits_images()
     train, test = slice(0, 150), slice(1000, 1101)  # 101 test images: the shards are padded

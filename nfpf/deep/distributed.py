@@ -12,6 +12,8 @@ still differs from one process is handled here, once for :mod:`nfpf.deep.resnet`
   training forward, which then updates them with the rank's own batch: after the last step
   the ranks' statistics differ. :func:`broadcast_buffers` gives every rank rank 0's model
   before it is evaluated and when training ends.
+- **Contrastive negatives.** :func:`gather_batch` hands every rank the projections of all
+  ranks (with their gradients), so NT-Xent sees the negatives of the whole global batch.
 - **Evaluation.** The padding repeats test samples; :func:`count_correct` counts each sample
   once over all ranks, so the accuracy is that of rank 0's model on the whole test set.
 - **Batch order.** Lightning's ``DistributedSampler`` shuffles (seed 0, reshuffled every
@@ -33,7 +35,7 @@ import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -79,12 +81,14 @@ def broadcast_buffers(module: nn.Module) -> None:
         torch.distributed.broadcast(buf, src=0)
 
 
-def sum_over_ranks(module: Any, values: torch.Tensor) -> torch.Tensor:
-    """Element-wise sum of ``values`` (same shape on every rank) over the ranks of
-    ``module``'s trainer (a LightningModule); ``values`` itself on one process."""
+def sum_over_ranks(module: Any, values: Sequence[float]) -> list[float]:
+    """Element-wise sum of ``values`` (as many on every rank) over the ranks of ``module``'s
+    trainer (a LightningModule); ``values`` themselves on one process."""
     if module.trainer.world_size == 1:
-        return values
-    return module.all_gather(values).reshape(-1, *values.shape).sum(dim=0)
+        return [float(v) for v in values]
+    dtype = torch.float32 if module.device.type == "mps" else torch.float64  # MPS: no float64
+    gathered = module.all_gather(torch.tensor(list(values), dtype=dtype, device=module.device))
+    return [float(v) for v in gathered.reshape(-1, len(values)).sum(dim=0)]
 
 
 def gather_batch(module: Any, values: torch.Tensor) -> torch.Tensor:

@@ -175,9 +175,8 @@ class ResNetModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        totals = sum_over_ranks(self, torch.tensor([self._loss_sum, self._loss_count],
-                                                   dtype=torch.float64, device=self.device))
-        loss = float(totals[0] / max(float(totals[1]), 1.0))  # the mean over all ranks
+        loss_sum, count = sum_over_ranks(self, [self._loss_sum, self._loss_count])
+        loss = loss_sum / max(count, 1.0)  # the mean over all ranks
         self._loss_sum, self._loss_count = 0.0, 0
         acc, self._pending_acc = self._pending_acc, None
         self.history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
