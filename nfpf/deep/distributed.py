@@ -35,13 +35,17 @@ import math
 import multiprocessing
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from nfpf.deep.common import quiet_this_process
+
 __all__ = [
+    "DistributedHooks",
     "batch_order",
     "broadcast_buffers",
     "capture_logging",
@@ -197,3 +201,37 @@ def spawn_context(trainer: Any) -> Iterator[None]:
             os.environ.pop("MASTER_PORT", None)
         else:
             os.environ["MASTER_PORT"] = port
+
+
+class DistributedHooks:
+    """LightningModule hooks shared by the deep models (list it before ``LightningModule``).
+
+    At the start of a fit: rank 0 gets the caller's logging (:attr:`logging_setup`), every
+    rank Lightning's quiet settings and an augmentation generator seeded by
+    ``hparams.seed`` and the rank. At the end: rank 0's buffers on every rank. The list
+    attributes named in :attr:`logged` travel in the state dict's extra state, so they return
+    from ``ddp_spawn`` workers.
+    """
+
+    #: names of the list attributes holding the training logs
+    logged: tuple[str, ...] = ()
+    #: the caller's logging (:func:`capture_logging`), set before ``trainer.fit``
+    logging_setup: dict[str, Any] | None = None
+
+    def on_fit_start(self) -> None:
+        rank = int(getattr(self.trainer, "global_rank", 0))
+        if rank == 0:
+            restore_logging(self.logging_setup)
+        quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
+        self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
+        self._t0 = time.perf_counter()
+
+    def on_train_end(self) -> None:
+        broadcast_buffers(self)  # every rank ends with rank 0's model
+
+    def get_extra_state(self) -> dict[str, list]:
+        return {name: list(getattr(self, name)) for name in self.logged}
+
+    def set_extra_state(self, state: Any) -> None:
+        for name in self.logged:
+            setattr(self, name, list(state[name]))

@@ -37,7 +37,6 @@ from nfpf.deep.common import (
     make_trainer,
     normalize,
     quiet_lightning,
-    quiet_this_process,
     random_crop_flip,
     resolve_weights,
     seeded,
@@ -45,12 +44,12 @@ from nfpf.deep.common import (
     trainer_settings,
 )
 from nfpf.deep.distributed import (
+    DistributedHooks,
     batch_order,
     broadcast_buffers,
     capture_logging,
     count_correct,
     per_device_batch,
-    restore_logging,
     spawn_context,
     sum_over_ranks,
 )
@@ -60,7 +59,7 @@ __all__ = ["ResNetClassifier", "ResNetModule"]
 log = logging.getLogger(__name__)
 
 
-class ResNetModule(pl.LightningModule):
+class ResNetModule(DistributedHooks, pl.LightningModule):
     """ResNet-18 (3-channel input) + Dropout + Linear head, trained with SGD and a cosine
     schedule on randomly cropped and flipped [0, 1] images.
 
@@ -91,6 +90,8 @@ class ResNetModule(pl.LightningModule):
     so they return from ``ddp_spawn`` workers.
     """
 
+    logged = ("step_losses", "history")
+
     def __init__(self, n_classes: int, cifar_stem: bool, dropout: float, lr: float,
                  momentum: float, weight_decay: float, epochs: int, mean: torch.Tensor,
                  std: torch.Tensor, crop_padding: int, flip: bool, seed: int,
@@ -112,31 +113,11 @@ class ResNetModule(pl.LightningModule):
         self._t0 = 0.0
         self._epoch_lr = float(lr)
         self._pending_acc: float | None = None
-        #: the caller's logging, for ddp_spawn workers (set by ResNetClassifier.fit)
-        self.logging_setup: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (n, K) of [0, 1] images (n, C, H, W), C = 1 (repeated to 3) or 3."""
         x = normalize(to_channels(x, 3), self.mean, self.std)
         return self.head(self.backbone(x))
-
-    def on_fit_start(self) -> None:
-        rank = int(getattr(self.trainer, "global_rank", 0))
-        if rank == 0:
-            restore_logging(self.logging_setup)
-        quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
-        self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
-        self._t0 = time.perf_counter()
-
-    def on_train_end(self) -> None:
-        broadcast_buffers(self)  # every rank ends with rank 0's model
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"step_losses": list(self.step_losses), "history": list(self.history)}
-
-    def set_extra_state(self, state: Any) -> None:
-        self.step_losses = [float(v) for v in state["step_losses"]]
-        self.history = [dict(h) for h in state["history"]]
 
     def on_train_epoch_start(self) -> None:
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])

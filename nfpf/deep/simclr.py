@@ -36,17 +36,15 @@ from nfpf.deep.common import (
     make_trainer,
     normalize,
     quiet_lightning,
-    quiet_this_process,
     random_resized_crop_flip,
     seeded,
 )
 from nfpf.deep.distributed import (
+    DistributedHooks,
     batch_order,
-    broadcast_buffers,
     capture_logging,
     gather_batch,
     per_device_batch,
-    restore_logging,
     spawn_context,
 )
 from nfpf.features import FeatureSpace
@@ -80,7 +78,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, targets)
 
 
-class SimCLRModule(pl.LightningModule):
+class SimCLRModule(DistributedHooks, pl.LightningModule):
     """Backbone + projection MLP trained with NT-Xent on pairs of augmented views.
 
     Parameters
@@ -110,6 +108,8 @@ class SimCLRModule(pl.LightningModule):
     The loss logs travel in the state dict's extra state (they return from ``ddp_spawn``).
     """
 
+    logged = ("step_losses", "epoch_losses")
+
     def __init__(self, backbone: str, in_channels: int, width: int, stem_stride: int,
                  proj_hidden: int,
                  proj_dim: int, temperature: float, lr: float, weight_decay: float,
@@ -130,8 +130,6 @@ class SimCLRModule(pl.LightningModule):
         self._epoch_sum = 0.0
         self._epoch_count = 0
         self._t0 = 0.0
-        #: the caller's logging, for ddp_spawn workers (set by SimCLRFeatures)
-        self.logging_setup: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone embeddings (n, out_dim) of [0, 1] images (n, C, H, W)."""
@@ -142,24 +140,6 @@ class SimCLRModule(pl.LightningModule):
         x = random_resized_crop_flip(x, self._generator, scale=tuple(hp.crop_scale))
         return color_jitter(x, self._generator, strength=hp.jitter, hue=hp.hue,
                             p=hp.jitter_p, grey_p=hp.grey_p)
-
-    def on_fit_start(self) -> None:
-        rank = int(getattr(self.trainer, "global_rank", 0))
-        if rank == 0:
-            restore_logging(self.logging_setup)
-        quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
-        self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
-        self._t0 = time.perf_counter()
-
-    def on_train_end(self) -> None:
-        broadcast_buffers(self)  # every rank ends with rank 0's model
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"step_losses": list(self.step_losses), "epoch_losses": list(self.epoch_losses)}
-
-    def set_extra_state(self, state: Any) -> None:
-        self.step_losses = [float(v) for v in state["step_losses"]]
-        self.epoch_losses = [float(v) for v in state["epoch_losses"]]
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
