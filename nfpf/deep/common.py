@@ -286,8 +286,11 @@ def check_in_process_strategy(trainer: Mapping[str, Any] | None, who: str) -> No
     name = strategy.lower()
     relaunches = name.startswith(("ddp", "fsdp", "deepspeed")) and not any(
         key in name for key in ("spawn", "fork", "notebook"))
-    several = settings.get("devices", 1) not in (1, "1", [0]) or \
-        int(settings.get("num_nodes", 1) or 1) > 1
+    devices = settings.get("devices", 1)
+    # a list names the devices; "auto" and -1 may mean several
+    one_device = len(devices) == 1 if isinstance(devices, Sequence) and not isinstance(
+        devices, str) else str(devices) == "1"
+    several = not one_device or int(settings.get("num_nodes", 1) or 1) > 1
     if relaunches and several:
         raise ValueError(
             f"{who}.trainer.strategy={strategy!r} would start the whole command again in one "

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nfpf.deep.common import quiet_this_process
+from nfpf.deep.common import quiet_lightning, quiet_this_process
 
 __all__ = [
     "DistributedHooks",
@@ -50,6 +50,8 @@ __all__ = [
     "broadcast_buffers",
     "capture_logging",
     "count_correct",
+    "describe_batch",
+    "fit_module",
     "gather_batch",
     "per_device_batch",
     "restore_logging",
@@ -67,6 +69,21 @@ def _initialized_world() -> int:
 def per_device_batch(batch: int, world_size: int) -> int:
     """Samples per process and step for a global batch of ``batch`` over ``world_size``."""
     return max(1, math.ceil(int(batch) / max(1, int(world_size))))
+
+
+def describe_batch(batch: int, world_size: int) -> str:
+    """``"128"`` on one process, ``"128 = 2 processes x 64"`` under DDP (for the logs)."""
+    if world_size == 1:
+        return str(batch)
+    return f"{batch} = {world_size} processes x {per_device_batch(batch, world_size)}"
+
+
+def fit_module(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None) -> None:
+    """``trainer.fit(module, ...)`` quietly, with the caller's logging handed to ``module``
+    (a :class:`DistributedHooks`) and what ``ddp_spawn`` workers need (:func:`spawn_context`)."""
+    module.logging_setup = capture_logging()
+    with quiet_lightning(), spawn_context(trainer):
+        trainer.fit(module, train_loader, val_loader)
 
 
 def batch_order(seed: int, world_size: int) -> torch.Generator | None:
@@ -188,14 +205,15 @@ def spawn_context(trainer: Any) -> Iterator[None]:
         yield
         return
     method = multiprocessing.get_start_method(allow_none=True)
+    foreign = method not in (None, "spawn", "fork", "forkserver")  # e.g. joblib's "loky"
     port = os.environ.get("MASTER_PORT")
-    if method not in (None, "spawn", "fork", "forkserver"):
+    if foreign:
         multiprocessing.set_start_method("spawn", force=True)
     os.environ["MASTER_PORT"] = str(find_free_network_port())
     try:
         yield
     finally:
-        if method not in (None, "spawn", "fork", "forkserver"):
+        if foreign:
             multiprocessing.set_start_method(method, force=True)
         if port is None:
             os.environ.pop("MASTER_PORT", None)

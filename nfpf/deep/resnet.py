@@ -47,10 +47,10 @@ from nfpf.deep.distributed import (
     DistributedHooks,
     batch_order,
     broadcast_buffers,
-    capture_logging,
     count_correct,
+    describe_batch,
+    fit_module,
     per_device_batch,
-    spawn_context,
     sum_over_ranks,
 )
 
@@ -346,18 +346,15 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
                 batch_size=int(self.eval_batch_size), shuffle=False,
                 num_workers=int(self.num_workers))
         steps = shard // device_batch if drop_last else -(-shard // device_batch)
-        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %d%s)%s",
-                 n, len(self.classes_), self.epochs, steps, batch,
-                 "" if world == 1 else f" = {world} processes x {device_batch}",
+        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %s)%s",
+                 n, len(self.classes_), self.epochs, steps, describe_batch(batch, world),
                  "" if path is None else f", weights {path.name}")
         with seeded(int(self.seed)):
             self.module_ = ResNetModule(
                 len(self.classes_), bool(self.cifar_stem), float(self.dropout), float(self.lr),
                 float(self.momentum), float(self.weight_decay), int(self.epochs), mean, std,
                 int(self.crop_padding), bool(self.flip), int(self.seed), weights_path=path)
-            self.module_.logging_setup = capture_logging()
-            with quiet_lightning(), spawn_context(trainer):
-                trainer.fit(self.module_, loader, val_loader)
+            fit_module(trainer, self.module_, loader, val_loader)
         self.module_.eval()
         self.step_losses_ = list(self.module_.step_losses)
         self.history_ = list(self.module_.history)

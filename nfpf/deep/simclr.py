@@ -42,10 +42,10 @@ from nfpf.deep.common import (
 from nfpf.deep.distributed import (
     DistributedHooks,
     batch_order,
-    capture_logging,
+    describe_batch,
+    fit_module,
     gather_batch,
     per_device_batch,
-    spawn_context,
 )
 from nfpf.features import FeatureSpace
 
@@ -350,12 +350,10 @@ class SimCLRFeatures(FeatureSpace):
                 loader = DataLoader(TensorDataset(train), batch_size=device_batch, shuffle=True,
                                     drop_last=True, generator=batch_order(self.seed, world))
                 steps = -(-len(train) // world) // device_batch
-                log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %d%s)",
-                         self.backbone, len(train), self.epochs, steps, batch,
-                         "" if world == 1 else f" = {world} processes x {device_batch}")
-                self.module_.logging_setup = capture_logging()
-                with quiet_lightning(), spawn_context(trainer):
-                    trainer.fit(self.module_, loader)
+                log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %s)",
+                         self.backbone, len(train), self.epochs, steps,
+                         describe_batch(batch, world))
+                fit_module(trainer, self.module_, loader)
         self.step_losses_ = list(self.module_.step_losses)
         self.epoch_losses_ = list(self.module_.epoch_losses)
 
