@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nfpf.deep.common import quiet_lightning
+from nfpf.trainer import make_trainer, quiet_lightning
 from nfpf.utils import torch_threads
 
 __all__ = [
@@ -131,14 +131,15 @@ class FullBatchModule(pl.LightningModule):
 
 
 def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], phase: str,
-                   epochs: int, accelerator: str = "cpu",
+                   epochs: int, trainer: Mapping[str, Any] | None = None,
                    enable_progress_bar: bool = False) -> None:
     """Train ``module`` for ``epochs`` full-batch steps of ``phase`` with a Lightning Trainer.
 
     The batch is ``tensors`` (rows aligned), delivered whole every epoch; the Trainer moves
-    it to ``accelerator``. No logger, no checkpoints; Lightning's start-up chatter and the
-    "few workers / few batches" warnings, meaningless for a single full batch, are muted for
-    the duration of the call only.
+    it to the device of the ``trainer`` settings (:func:`nfpf.trainer.make_trainer`) and the
+    module returns to the CPU afterwards. No logger, no checkpoints; Lightning's start-up
+    chatter and the "few workers / few batches" warnings, meaningless for a single full
+    batch, are muted for the duration of the call only.
     """
     if epochs <= 0:
         return
@@ -152,12 +153,8 @@ def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], pha
     loader = DataLoader(TensorDataset(*tensors), sampler=[slice(None)], batch_size=None,
                         generator=torch.Generator().manual_seed(0))
     with quiet_lightning():
-        trainer = pl.Trainer(
-            max_epochs=int(epochs), accelerator=accelerator, devices=1, logger=False,
-            enable_checkpointing=False, enable_progress_bar=enable_progress_bar,
-            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-        )
-        trainer.fit(module, loader)
+        make_trainer(trainer, int(epochs), enable_progress_bar).fit(module, loader)
+    module.cpu()
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

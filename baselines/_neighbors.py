@@ -23,7 +23,9 @@ import logging
 import numpy as np
 import torch
 
-__all__ = ["as_float_array", "auto_chunk_size", "knn_density", "knn_distances"]
+from nfpf import kernels
+
+__all__ = ["as_float_array", "auto_chunk_size", "knn_density", "knn_distances", "l2_normalize"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,25 @@ def as_float_array(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X)
     dtype = np.float64 if X.dtype == np.float64 else np.float32
     return np.ascontiguousarray(X, dtype=dtype)
+
+
+def l2_normalize(X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` scaled to unit Euclidean norm, in ``X``'s float precision.
+
+    An all-zero row has no direction: it is left at the origin (distance 1 from every unit
+    row) rather than divided by zero, so it never turns into NaN.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float
+
+    Returns
+    -------
+    ndarray of shape (n, d), C-contiguous, same dtype as ``X``.
+    """
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(X / norms, dtype=X.dtype)
 
 
 def auto_chunk_size(n_columns: int, itemsize: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
@@ -123,7 +144,8 @@ def knn_distances(
 
 
 def knn_density(
-    X: np.ndarray, k: int, *, squared: bool = False, chunk_size: int | None = None
+    X: np.ndarray, k: int, *, squared: bool = False, chunk_size: int | None = None,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """kNN density: 1 / mean distance to the ``k`` nearest other samples.
 
@@ -136,6 +158,9 @@ def knn_density(
         Average squared distances instead of distances (USL's released code does).
     chunk_size : int, optional
         Rows per distance block.
+    device : str, optional
+        A torch device (e.g. ``"cuda"``) for the distances, computed in float32 by
+        :func:`nfpf.kernels.knn`; ``None``: the CPU path above.
 
     Returns
     -------
@@ -144,7 +169,14 @@ def knn_density(
 
     Time O(n^2 d); memory O(chunk_size * n + n * k).
     """
-    distances = knn_distances(X, k, squared=squared, chunk_size=chunk_size)
+    if device is not None:
+        on_device, _ = kernels.knn(X, _check_k(k, len(X)), squared=True,
+                                   chunk_size=chunk_size, device=device)
+        distances = on_device.cpu().numpy()
+        if not squared:  # numpy's square root, as the CPU path takes it
+            np.sqrt(distances, out=distances)
+    else:
+        distances = knn_distances(X, k, squared=squared, chunk_size=chunk_size)
     mean = distances.mean(axis=1, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return 1.0 / mean

@@ -16,7 +16,7 @@ docs/baselines_gradient.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from baselines._autoencoder import (
     torch_threads,
 )
 from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
+from nfpf.trainer import check_one_device
 
 __all__ = ["ALMS", "ALMSModule", "alms_scores", "frequent_directions", "noisy_copies"]
 
@@ -239,8 +240,9 @@ class ALMS(RankingSelector):
         Largest pool trained on directly; above it a seeded random subset of
         ``max(max_candidates, budget)`` samples is used (logged and recorded in
         ``info_["candidate_subset"]``). ``None``: never subsample.
-    accelerator : str
-        Lightning accelerator ("cpu", "gpu", "auto").
+    trainer : mapping, optional
+        ``pytorch_lightning.Trainer`` settings of the autoencoder (the ``trainer`` config
+        group; ``trainer=gpu`` trains it on the GPU); one device only. CPU when omitted.
     enable_progress_bar : bool
         Show Lightning's progress bar.
     num_threads : int or None
@@ -273,7 +275,7 @@ class ALMS(RankingSelector):
                  gamma: float = 0.01, lam: float = 10.0, snr_db: float = 5.0,
                  normalize_rows: bool = True, score: str = "sum", pretrain_epochs: int = 100,
                  epochs: int = 20, lr: float = 1e-3, max_candidates: int | None = 5000,
-                 accelerator: str = "cpu", enable_progress_bar: bool = False,
+                 trainer: Mapping[str, Any] | None = None, enable_progress_bar: bool = False,
                  num_threads: int | None = 1):
         self.hidden_dims = check_hidden_dims(hidden_dims)
         self.latent_dim = check_positive("latent_dim", latent_dim, integer=True)
@@ -299,10 +301,8 @@ class ALMS(RankingSelector):
         self.max_candidates = (None if max_candidates is None
                                else check_positive("max_candidates", max_candidates,
                                                    integer=True))
-        if not isinstance(accelerator, str):
-            raise ValueError(f"accelerator must be a Lightning accelerator name such as "
-                             f"'cpu', 'gpu' or 'auto'; got {accelerator!r}.")
-        self.accelerator = accelerator
+        check_one_device(trainer, type(self).__name__)
+        self.trainer = trainer
         self.enable_progress_bar = bool(enable_progress_bar)
         self.num_threads = (None if num_threads is None
                             else check_positive("num_threads", num_threads, integer=True))
@@ -334,9 +334,9 @@ class ALMS(RankingSelector):
                                 self.alpha, self.beta, self.gamma, self.lam, self.lr, self.lr / 2,
                                 generator)
         tensors = [x, torch.from_numpy(fake)]
-        fit_full_batch(module, tensors, "pretrain", self.pretrain_epochs, self.accelerator,
+        fit_full_batch(module, tensors, "pretrain", self.pretrain_epochs, self.trainer,
                        self.enable_progress_bar)
-        fit_full_batch(module, tensors, "joint", self.epochs, self.accelerator,
+        fit_full_batch(module, tensors, "joint", self.epochs, self.trainer,
                        self.enable_progress_bar)
 
         self.scores_ = alms_scores(module.q.detach().cpu().numpy(), self.score)

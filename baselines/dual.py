@@ -17,7 +17,7 @@ weights and the score follow the authors' released code; see docs/baselines_grad
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from baselines._autoencoder import (
     torch_threads,
 )
 from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
+from nfpf.trainer import check_one_device
 
 __all__ = ["DUAL", "DUALModule", "dual_scores"]
 
@@ -173,8 +174,9 @@ class DUAL(RankingSelector):
         Largest pool trained on directly; above it a seeded random subset of
         ``max(max_candidates, budget)`` samples is used (logged and recorded in
         ``info_["candidate_subset"]``). ``None``: never subsample.
-    accelerator : str
-        Lightning accelerator ("cpu", "gpu", "auto").
+    trainer : mapping, optional
+        ``pytorch_lightning.Trainer`` settings of the autoencoder (the ``trainer`` config
+        group; ``trainer=gpu`` trains it on the GPU); one device only. CPU when omitted.
     enable_progress_bar : bool
         Show Lightning's progress bar.
     num_threads : int or None
@@ -206,7 +208,7 @@ class DUAL(RankingSelector):
                  n_clusters: int | None = None, sparsity_weight: float = 1.0,
                  expression_weight: float = 1.0, pretrain_epochs: int = 100,
                  epochs: int = 100, pretrain_lr: float = 1e-3, lr: float = 1e-3,
-                 max_candidates: int | None = 2000, accelerator: str = "cpu",
+                 max_candidates: int | None = 2000, trainer: Mapping[str, Any] | None = None,
                  enable_progress_bar: bool = False, num_threads: int | None = 1):
         self.hidden_dims = check_hidden_dims(hidden_dims)
         self.latent_dim = check_positive("latent_dim", latent_dim, integer=True)
@@ -224,10 +226,8 @@ class DUAL(RankingSelector):
         self.max_candidates = (None if max_candidates is None
                                else check_positive("max_candidates", max_candidates,
                                                    integer=True))
-        if not isinstance(accelerator, str):
-            raise ValueError(f"accelerator must be a Lightning accelerator name such as "
-                             f"'cpu', 'gpu' or 'auto'; got {accelerator!r}.")
-        self.accelerator = accelerator
+        check_one_device(trainer, type(self).__name__)
+        self.trainer = trainer
         self.enable_progress_bar = bool(enable_progress_bar)
         self.num_threads = (None if num_threads is None
                             else check_positive("num_threads", num_threads, integer=True))
@@ -254,14 +254,14 @@ class DUAL(RankingSelector):
             module = DUALModule(n, x.shape[1], self.hidden_dims, self.latent_dim, k,
                                 self.sparsity_weight, self.expression_weight,
                                 self.pretrain_lr, self.lr, generator)
-        fit_full_batch(module, [x], "pretrain", self.pretrain_epochs, self.accelerator,
+        fit_full_batch(module, [x], "pretrain", self.pretrain_epochs, self.trainer,
                        self.enable_progress_bar)
 
         z = module.encode(x).cpu().numpy().astype(np.float64)
         km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
         with torch.no_grad():
             module.centers.copy_(torch.from_numpy(km.cluster_centers_).float())
-        fit_full_batch(module, [x], "joint", self.epochs, self.accelerator,
+        fit_full_batch(module, [x], "joint", self.epochs, self.trainer,
                        self.enable_progress_bar)
 
         coef = module.coef.detach().cpu().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -12,7 +13,9 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_memory
 
-from baselines._neighbors import as_float_array, auto_chunk_size
+from baselines._neighbors import as_float_array, auto_chunk_size, l2_normalize
+from nfpf import device as nfpf_device
+from nfpf import kernels
 from nfpf.memo import Memo
 from nfpf.selection import Pool, Selector, select_on_subset
 
@@ -67,6 +70,13 @@ class ProbCover(Selector):
         over budgets with the same pool, seed and parameters builds them once
         (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes its cache). The picks are identical
         with or without it; ``info_["memory_hits"]`` says what was reused.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        Where the chunked distance passes (and the purity rule's K-means) run: ``"cpu"``
+        (the reference), a GPU, or ``"auto"`` (the GPU when one is visible). The passes do
+        the same float32 arithmetic on either, so with ``delta`` given the picks are the
+        same; the purity rule's K-means on the GPU is :func:`nfpf.kernels.kmeans`
+        (``n_init="auto"``: one restart), scikit-learn's clustering up to float32 rounding,
+        so δ and the picks too, up to that rounding. GPU memory O(chunk_size * n).
 
     Time O(n^2 d) for the graph (one chunked pass, two when δ* is under-estimated) plus
     O(n K d iterations) for K-means and O(edges + n B) for the greedy. Memory
@@ -88,6 +98,7 @@ class ProbCover(Selector):
         n_init: int | str = "auto",
         max_candidates: int | None = None,
         memory: Any = None,
+        device: str = "auto",
     ):
         if delta is not None:
             if isinstance(delta, bool) or not math.isfinite(float(delta)) or float(delta) <= 0:
@@ -113,17 +124,25 @@ class ProbCover(Selector):
         self.max_candidates = _check_max_candidates(max_candidates)
         check_memory(memory)  # a directory, a joblib.Memory or None
         self.memory = memory
+        self.device = nfpf_device.check_device(device)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "probcover",
-                                       self._select_all)
+        gpu = nfpf_device.compute_device(self.device)
+        with nfpf_device.gpu_memory_guard("probcover", "selector.chunk_size"):
+            picks, size = select_on_subset(pool, budget, seed, self.max_candidates,
+                                           "probcover", functools.partial(self._select_all,
+                                                                          gpu=gpu))
         self.info_["candidate_subset"] = size
+        if gpu is not None:
+            self.info_["device"] = str(gpu)
         return picks
 
-    def _select_all(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+    def _select_all(self, pool: Pool, budget: int, seed: int,
+                    gpu: torch.device | None = None) -> np.ndarray:
+        device = None if gpu is None else str(gpu)
         X = as_float_array(pool.features)
         if self.normalize:
-            X = _l2_normalize(X)
+            X = l2_normalize(X)
         rng = np.random.default_rng(seed)
         info: dict = {"alpha": self.alpha}
         memo = Memo(self.memory)
@@ -134,14 +153,15 @@ class ProbCover(Selector):
                     f"features: every ball would hold the whole pool. Choose 0 < delta <= 2."
                 )
             graph = memo.call("graph", delta_ball_graph, X,
-                              params=dict(delta=self.delta, chunk_size=self.chunk_size))
+                              params=dict(delta=self.delta, chunk_size=self.chunk_size,
+                                          device=device))
             info.update(delta=self.delta, delta_source="given")
         else:
             delta, graph, extra, rng_state = memo.call(
                 "purity_graph", _purity_graph, X,
                 params=dict(n_classes=pool.n_classes, seed=seed, n_init=self.n_init,
                             alpha=self.alpha, chunk_size=self.chunk_size,
-                            purity_sample=self.purity_sample))
+                            purity_sample=self.purity_sample, device=device))
             rng.bit_generator.state = rng_state  # the greedy goes on from the same draws
             info.update(delta=delta, delta_source="purity", **extra)
         info["memory_hits"] = list(memo.hits)
@@ -163,29 +183,25 @@ class ProbCover(Selector):
 
 
 def _purity_graph(X: np.ndarray, n_classes: int | None, seed: int, n_init, alpha: float,
-                  chunk_size: int | None, purity_sample: int,
+                  chunk_size: int | None, purity_sample: int, device: str | None = None,
                   ) -> tuple[float, sp.csr_matrix, dict, dict]:
     """The purity rule's δ* and ball graph, and the state of the run's generator (seeded
     with ``seed``) after them, from which the greedy goes on."""
     rng = np.random.default_rng(seed)
-    labels = _purity_labels(X, n_classes, seed, n_init)
+    labels = _purity_labels(X, n_classes, seed, n_init, device)
     delta, graph, extra = _purity_delta_and_graph(X, labels, alpha, rng, chunk_size,
-                                                  purity_sample)
+                                                  purity_sample, device)
     return delta, graph, extra, rng.bit_generator.state
 
 
-def _l2_normalize(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray(X / norms, dtype=X.dtype)
-
-
-def _purity_labels(X: np.ndarray, n_classes: int | None, seed: int, n_init) -> np.ndarray:
+def _purity_labels(X: np.ndarray, n_classes: int | None, seed: int, n_init,
+                   device: str | None = None) -> np.ndarray:
     if n_classes is None:
         raise ValueError(
             "ProbCover's purity rule needs the number of classes (K-means with K = "
-            "n_classes), but the pool has n_classes=None. Pass delta=<radius> or build the "
-            "Pool with n_classes."
+            "n_classes), but none was given. Give it, e.g. nfpf.select(X, budget, "
+            "method='probcover', n_classes=10) (Pool(..., n_classes=10) for a Pool; "
+            "n_classes=10 on nfpf-select), or fix the ball radius instead: delta=0.5."
         )
     n_classes = int(n_classes)
     if n_classes < 2:
@@ -199,7 +215,11 @@ def _purity_labels(X: np.ndarray, n_classes: int | None, seed: int, n_init) -> n
             f"more than the {len(X)} samples of the pool. Pass delta=<radius> or use a larger "
             f"pool."
         )
-    labels = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit_predict(X)
+    if device is not None:
+        labels = kernels.kmeans(X, n_classes, n_init=1 if n_init == "auto" else n_init,
+                                seed=seed, device=device).labels.cpu().numpy()
+    else:
+        labels = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit_predict(X)
     if np.unique(labels).size < 2:
         raise ValueError(
             "ProbCover's purity rule cannot be met: K-means put every sample in one cluster "
@@ -216,6 +236,7 @@ def _scan(
     rows: np.ndarray | None = None,
     chunk_size: int | None = None,
     keep_similarity: bool = False,
+    device: str | None = None,
 ) -> dict:
     """One chunked pass over the similarities ``S = X[rows] @ X.T`` of unit-norm features.
 
@@ -225,12 +246,17 @@ def _scan(
     largest similarity to a sample of another cluster is returned. ``rows`` must be sorted.
     Works on "similarities" ``s(a, b) = a.b - h_a - h_b`` with ``h = (|x|^2 - 1) / 2``, so
     that ``||a - b||^2 = 2 - 2 s(a, b)`` for any rows; for unit-norm rows ``h`` is 0 (and
-    skipped) and ``s`` is the cosine.
+    skipped) and ``s`` is the cosine. With ``device`` (a torch device) the pass runs there
+    (:func:`_scan_torch`) and returns the same.
     """
     n = X.shape[0]
     row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     if threshold is not None and rows is not None:
         raise ValueError("edges are only built over all rows")
+    if device is not None:
+        return _scan_torch(X, row_ids, threshold=threshold, bounds=bounds,
+                           all_rows=rows is None, chunk_size=chunk_size,
+                           keep_similarity=keep_similarity, device=torch.device(device))
     Xt = torch.from_numpy(X)
     h = (np.einsum("ij,ij->i", X, X) - 1.0) / 2.0
     h = h.astype(X.dtype) if np.abs(h).max() > 1e-6 else None
@@ -293,13 +319,61 @@ def _scan(
     return out
 
 
+def _scan_torch(X: np.ndarray, row_ids: np.ndarray, *, threshold: float | None,
+                bounds: np.ndarray | None, all_rows: bool, chunk_size: int | None,
+                keep_similarity: bool, device: torch.device) -> dict:
+    """:func:`_scan` on a torch device: the same float32 arithmetic and comparisons, with
+    only the edges (and each row's best similarity) copied back."""
+    n = X.shape[0]
+    Xt = torch.from_numpy(X).to(device)
+    h = (np.einsum("ij,ij->i", X, X) - 1.0) / 2.0
+    h = torch.from_numpy(h.astype(X.dtype)).to(device) if np.abs(h).max() > 1e-6 else None
+    chunk = min(chunk_size or auto_chunk_size(n, X.itemsize), max(1, row_ids.size))
+    ids_all = torch.from_numpy(row_ids).to(device)
+    if bounds is not None:
+        sizes = torch.from_numpy(np.diff(bounds)).to(device)
+        col_label = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes)
+        best = torch.empty(row_ids.size, dtype=Xt.dtype, device=device)
+    counts, cols, sims = [], [], []
+    for start in range(0, row_ids.size, chunk):
+        ids = ids_all[start:start + chunk]
+        m = ids.numel()
+        block = Xt[start:start + m] @ Xt.T if all_rows else Xt[ids] @ Xt.T
+        if h is not None:
+            block -= h[None, :]
+            block -= h[ids, None]
+        if threshold is not None:
+            diagonal = block.diagonal(offset=start)  # the self-pairs (all rows)
+            saved = diagonal.clone()
+            diagonal.fill_(float("inf"))  # every node covers itself
+            r, c = torch.nonzero(block > threshold, as_tuple=True)  # row-major, like _scan
+            if keep_similarity:
+                sims.append(block[r, c].cpu().numpy())
+            diagonal.copy_(saved)
+            counts.append(torch.bincount(r, minlength=m).cpu().numpy())
+            cols.append(c.to(torch.int32).cpu().numpy())
+        if bounds is not None:
+            block.masked_fill_(col_label[ids][:, None] == col_label[None, :], float("-inf"))
+            best[start:start + m] = block.max(dim=1).values
+    out: dict = {}
+    if threshold is not None:
+        out["indptr"] = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        out["indices"] = np.concatenate(cols)
+        if keep_similarity:
+            out["similarity"] = np.concatenate(sims)
+    if bounds is not None:
+        out["best_other"] = best.cpu().numpy()
+    return out
+
+
 def _csr(indptr: np.ndarray, indices: np.ndarray, n: int) -> sp.csr_matrix:
     data = np.ones(indices.size, dtype=np.int8)
     return sp.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
 def delta_ball_graph(
-    features: np.ndarray, delta: float, *, chunk_size: int | None = None
+    features: np.ndarray, delta: float, *, chunk_size: int | None = None,
+    device: str | None = None,
 ) -> sp.csr_matrix:
     """The δ-ball graph: edge i -> j iff ``||x_i - x_j|| < delta``.
 
@@ -323,7 +397,7 @@ def delta_ball_graph(
         raise ValueError(f"delta must be > 0; got {delta!r}.")
     X = as_float_array(features)
     threshold = 1.0 - float(delta) ** 2 / 2.0
-    out = _scan(X, threshold=threshold, chunk_size=chunk_size)
+    out = _scan(X, threshold=threshold, chunk_size=chunk_size, device=device)
     return _csr(out["indptr"], out["indices"], X.shape[0])
 
 
@@ -414,6 +488,7 @@ def _purity_delta_and_graph(
     rng: np.random.Generator,
     chunk_size: int | None,
     n_sample: int,
+    device: str | None = None,
 ) -> tuple[float, sp.csr_matrix, dict]:
     """δ* by the purity rule and its graph, usually in a single chunked pass.
 
@@ -428,15 +503,16 @@ def _purity_delta_and_graph(
     p = 1.0 - alpha
     p_hi = min(1.0, p + 4.0 * math.sqrt(max(p * (1 - p), 1.0 / m) / m) + 1.0 / m)
     if m == n or p_hi > 0.5:  # no sample, or one too small for a useful bound: exact r_i first
-        best = _scan(Xs, bounds=bounds, chunk_size=chunk_size)["best_other"]
+        best = _scan(Xs, bounds=bounds, chunk_size=chunk_size, device=device)["best_other"]
         lower = _purity_threshold(best, alpha)
     else:
         rows = np.sort(rng.choice(n, size=m, replace=False))
-        sample_best = _scan(Xs, bounds=bounds, rows=rows, chunk_size=chunk_size)["best_other"]
+        sample_best = _scan(Xs, bounds=bounds, rows=rows, chunk_size=chunk_size,
+                            device=device)["best_other"]
         lower = _purity_threshold(sample_best, 1.0 - p_hi)
     # 2. Full pass: every row's r_i, plus the edges at the bound (a superset of the final ones).
     out = _scan(Xs, threshold=lower, bounds=bounds, chunk_size=chunk_size,
-                keep_similarity=True)
+                keep_similarity=True, device=device)
     threshold = _purity_threshold(out["best_other"], alpha)
     delta = _checked_delta(threshold, alpha, X.dtype)
     extra = {"purity": 1.0 - int((out["best_other"] > threshold).sum()) / n,
@@ -447,7 +523,7 @@ def _purity_delta_and_graph(
         cols_s = out["indices"][keep]
     else:  # the sample under-estimated δ*: build the graph again at the exact threshold
         log.info("probcover: purity bound too tight, second pass at delta=%.4g", delta)
-        again = _scan(Xs, threshold=threshold, chunk_size=chunk_size)
+        again = _scan(Xs, threshold=threshold, chunk_size=chunk_size, device=device)
         rows_s = np.repeat(np.arange(n), np.diff(again["indptr"]))
         cols_s = again["indices"]
         extra["purity_passes"] += 1

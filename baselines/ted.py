@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from baselines._neighbors import as_float_array
+from nfpf import device as nfpf_device
 from nfpf.selection import Pool, Selector
 
 __all__ = ["TED", "candidate_subset", "rbf_gamma"]
@@ -49,6 +50,11 @@ class TED(Selector):
     max_candidates : int or None
         RBF only: candidate subset size above which the pool is subsampled (None: never;
         memory then grows as n^2).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        Where the RBF kernel and its deflation are computed: ``"cpu"`` (the reference), a GPU
+        (the same torch arithmetic, so the same picks up to the GPU's summation order), or
+        ``"auto"`` (the GPU when one is visible). GPU memory O(m^2 + m B), bounded by
+        ``max_candidates``. The linear kernel always runs in float64 numpy on the CPU.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class TED(Selector):
         mu: float = 1e-3,
         gamma: float | None = None,
         max_candidates: int | None = 5000,
+        device: str = "auto",
     ):
         if kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear'; got {kernel!r}.")
@@ -71,8 +78,10 @@ class TED(Selector):
         self.mu = float(mu)
         self.gamma = None if gamma is None else float(gamma)
         self.max_candidates = None if max_candidates is None else int(max_candidates)
+        self.device = nfpf_device.check_device(device)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        gpu = nfpf_device.compute_device(self.device)
         X = as_float_array(pool.features)
         n = pool.n
         if self.kernel == "linear":
@@ -86,7 +95,12 @@ class TED(Selector):
         if m < n:
             log.info("ted: n=%d > max_candidates=%d: selecting from a seeded subset of %d "
                      "candidates", n, self.max_candidates, m)
-        picks = ted_kernel(rbf_kernel(X[candidates], gamma), budget, self.mu)
+        if gpu is None:
+            picks = ted_kernel(rbf_kernel(X[candidates], gamma), budget, self.mu)
+            return candidates[picks]
+        self.info_["device"] = str(gpu)
+        with nfpf_device.gpu_memory_guard("ted", "selector.max_candidates"):
+            picks = ted_kernel(rbf_kernel(X[candidates], gamma, gpu), budget, self.mu)
         return candidates[picks]
 
 
@@ -104,9 +118,11 @@ def candidate_subset(n: int, m: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
 
 
-def rbf_kernel(X: np.ndarray, gamma: float) -> torch.Tensor:
-    """``exp(-gamma ||x_i - x_j||^2)`` of the rows of X, shape (m, m), X's float dtype."""
-    Xt = torch.from_numpy(as_float_array(X))
+def rbf_kernel(X: np.ndarray, gamma: float, device: torch.device | None = None,
+               ) -> torch.Tensor:
+    """``exp(-gamma ||x_i - x_j||^2)`` of the rows of X, shape (m, m), X's float dtype,
+    computed on ``device`` (default: the CPU)."""
+    Xt = torch.from_numpy(as_float_array(X)).to(device or "cpu")
     sq = (Xt * Xt).sum(dim=1)
     K = torch.addmm(sq[None, :], Xt, Xt.T, beta=1.0, alpha=-2.0)
     K.add_(sq[:, None]).clamp_min_(0.0).mul_(-gamma).exp_()
@@ -116,6 +132,7 @@ def rbf_kernel(X: np.ndarray, gamma: float) -> torch.Tensor:
 def ted_kernel(K: torch.Tensor | np.ndarray, budget: int, mu: float) -> np.ndarray:
     """Sequential TED on an explicit symmetric kernel matrix (m, m); returns B indices.
 
+    Runs on K's device; the per-pick state (norms, diagonal, picks) stays in float64 numpy.
     Time O(m^2 B) (or O(m^3 + m B^2) with K^2 when B > m / 16); memory O(m^2 + m B).
     """
     K = torch.as_tensor(K)
@@ -123,12 +140,12 @@ def ted_kernel(K: torch.Tensor | np.ndarray, budget: int, mu: float) -> np.ndarr
     use_square = budget > m / 16
     K2 = torch.mm(K, K) if use_square else None
     state = _State(m, budget)
-    state.norms[:] = (K2.diagonal() if use_square else (K * K).sum(dim=0)).double().numpy()
-    state.diag[:] = K.diagonal().double().numpy()
+    state.norms[:] = (K2.diagonal() if use_square else (K * K).sum(dim=0)).double().cpu().numpy()
+    state.diag[:] = K.diagonal().double().cpu().numpy()
     # One row per pick (u_s and K u_s), in K's precision; the first t rows are contiguous.
-    U = torch.zeros((budget, m), dtype=K.dtype)
-    KU = torch.zeros((budget, m), dtype=K.dtype)
-    gram = torch.zeros((budget, budget), dtype=torch.float64)  # U U^T
+    U = torch.zeros((budget, m), dtype=K.dtype, device=K.device)
+    KU = torch.zeros((budget, m), dtype=K.dtype, device=K.device)
+    gram = torch.zeros((budget, budget), dtype=torch.float64, device=K.device)  # U U^T
     for t in range(budget):
         x = state.argmax(mu)
         sc = float(np.sqrt(state.diag[x] + mu))
@@ -148,7 +165,8 @@ def ted_kernel(K: torch.Tensor | np.ndarray, budget: int, mu: float) -> np.ndarr
         U[t], KU[t] = u, Ku
         gram[t, :t] = gram[:t, t] = Uu
         gram[t, t] = u @ u
-        state.update(t, x, u.numpy(), K_prev_u.numpy(), u_norm2=float(gram[t, t]))
+        state.update(t, x, u.cpu().numpy(), K_prev_u.cpu().numpy(),
+                     u_norm2=float(gram[t, t]))
         if budget >= 200 and (t + 1) % (budget // 10) == 0:
             log.info("ted: %d/%d selected", t + 1, budget)
     return state.selected

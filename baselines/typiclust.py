@@ -5,41 +5,64 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from baselines._neighbors import as_float_array, knn_density
+from baselines._neighbors import as_float_array, knn_density, l2_normalize
+from nfpf import device as nfpf_device
+from nfpf import kernels
 from nfpf.selection import Pool, Selector
 
 __all__ = ["TypiClust"]
 
 log = logging.getLogger(__name__)
 
+#: Values of ``distance``: the released code's squared distances, the paper's distances.
+DISTANCES = ("squared", "euclidean")
+
 
 class TypiClust(Selector):
     """Pick the most typical sample of the largest, least-covered K-means clusters.
 
-    With no labeled set (``|S| = 0``), the pool is clustered into
-    ``K = min(B, max_clusters)`` clusters (``MiniBatchKMeans`` when ``K > minibatch_above``,
-    else ``KMeans``). Clusters of at most ``min_cluster_size`` samples are ignored. Each pick
-    takes, among the usable clusters, the one with the fewest picks so far (ties: the largest,
-    then the lowest cluster id) and from it the unselected sample of highest typicality,
-    ``1 / mean distance to its k nearest unselected samples of that cluster`` with
-    ``k = min(k_neighbors, m // 2)`` for ``m`` remaining samples (the released code's rule; see
-    :mod:`baselines._neighbors` for the distance convention).
+    With no labeled set (``|S| = 0``), the features are L2-normalised (``normalize``) and
+    clustered into ``K = min(B, max_clusters)`` clusters (``MiniBatchKMeans`` when
+    ``K > minibatch_above``, else ``KMeans``). Clusters of at most ``min_cluster_size`` samples
+    are ignored while others remain. Each pick takes, among the usable clusters, the one with
+    the fewest picks so far (ties: the largest, then the lowest cluster id) and from it the
+    unselected sample of highest typicality, ``1 / mean distance to its k nearest unselected
+    samples of that cluster`` with ``k = min(k_neighbors, m // 2)`` for ``m`` remaining samples.
+
+    The defaults follow the released code, which differs from the paper's formula in two
+    choices: it clusters L2-normalised features (``normalize=True``), and its neighbours come
+    from faiss ``IndexFlatL2``, which returns *squared* distances, so its typicality is
+    ``1 / mean squared distance`` (``distance="squared"``). ``distance="euclidean"`` is the
+    paper's ``1 / mean distance``. The neighbour convention (the sample itself excluded by
+    index) is :mod:`baselines._neighbors`'.
 
     When ``B`` exceeds the number of usable clusters the picks keep cycling, so a cluster can
     give several samples; a cluster with no unselected sample left is skipped, and once all
     usable clusters are exhausted the small clusters are used in the same order. (The released
-    code cycles too but fails on an exhausted cluster.)
+    code cycles too but fails on an exhausted cluster.) Since K = B, every cluster the size
+    rule drops costs a cluster its pick: the freed picks go to second picks of the largest
+    clusters. This bites when B / n is large (few samples per cluster); it is then logged as
+    a warning and recorded in ``info_["warnings"]`` and ``info_["n_dropped_clusters"]``.
 
     Parameters
     ----------
     max_clusters : int
         Upper bound on the number of clusters (paper: 500).
     min_cluster_size : int
-        Clusters with at most this many samples are ignored while others remain (paper: 5).
+        Clusters with at most this many samples are ignored while others remain (released
+        code: 5). 0: every non-empty cluster is used.
     k_neighbors : int
         Neighbours of the typicality (paper: 20).
+    distance : {"squared", "euclidean"}
+        Typicality from the mean squared distance (released code) or the mean distance
+        (paper).
+    normalize : bool
+        L2-normalise the features before clustering and typicality (released code). An
+        all-zero row is left at the origin (:func:`baselines._neighbors.l2_normalize`);
+        ``info_["n_zero_rows"]`` counts them.
     minibatch_above : int
         Use ``MiniBatchKMeans`` (batch size ``batch_size``) when K exceeds this (paper: 50).
     batch_size : int
@@ -53,6 +76,14 @@ class TypiClust(Selector):
         costs O(typicality_subset² d) instead of O(m_c² d). Changes the result only for such
         clusters (``info_["typicality_subsampled_picks"]`` counts them); identical below the
         bound. ``None`` (default): exact.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``"cpu"``: scikit-learn K-means and the CPU kNN (the reference path). A GPU: the
+        torch k-means of :func:`nfpf.kernels.kmeans` (full Lloyd in float32 from k-means++,
+        also where the CPU path would use ``MiniBatchKMeans``; ``n_init="auto"`` is one
+        restart) and the typicality's kNN on the GPU. Given the same clusters the picks are
+        the CPU path's; with ``KMeans`` on the CPU (K <= ``minibatch_above``) the clusters
+        are the same up to float32 rounding, above it they differ as under another seed.
+        ``"auto"``: the GPU when one is visible.
 
     Attributes
     ----------
@@ -70,10 +101,13 @@ class TypiClust(Selector):
         max_clusters: int = 500,
         min_cluster_size: int = 5,
         k_neighbors: int = 20,
+        distance: str = "squared",
+        normalize: bool = True,
         minibatch_above: int = 50,
         batch_size: int = 5000,
         n_init: int | str = "auto",
         typicality_subset: int | None = None,
+        device: str = "auto",
     ):
         for name, value, low in (("max_clusters", max_clusters, 1),
                                  ("min_cluster_size", min_cluster_size, 0),
@@ -85,9 +119,16 @@ class TypiClust(Selector):
         if n_init != "auto" and (isinstance(n_init, bool) or not float(n_init).is_integer()
                                  or int(n_init) < 1):
             raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {n_init!r}.")
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES} ('squared': the released "
+                             f"code, 'euclidean': the paper); got {distance!r}.")
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be true or false; got {normalize!r}.")
         self.max_clusters = int(max_clusters)
         self.min_cluster_size = int(min_cluster_size)
         self.k_neighbors = int(k_neighbors)
+        self.distance = distance
+        self.normalize = bool(normalize)
         self.minibatch_above = int(minibatch_above)
         self.batch_size = int(batch_size)
         self.n_init = n_init if n_init == "auto" else int(n_init)
@@ -97,10 +138,16 @@ class TypiClust(Selector):
             raise ValueError(f"typicality_subset must be an integer >= 2 or None; got "
                              f"{typicality_subset!r}.")
         self.typicality_subset = None if typicality_subset is None else int(typicality_subset)
+        self.device = nfpf_device.check_device(device)
 
-    def _cluster(self, X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    def _cluster(self, X: np.ndarray, n_clusters: int, seed: int,
+                 gpu: torch.device | None = None) -> np.ndarray:
         if n_clusters == 1:
             return np.zeros(len(X), dtype=np.int64)
+        if gpu is not None:
+            n_init = 1 if self.n_init == "auto" else self.n_init
+            km = kernels.kmeans(X, n_clusters, n_init=n_init, seed=seed, device=gpu)
+            return km.labels.cpu().numpy()
         if n_clusters > self.minibatch_above:
             km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=self.batch_size,
                                  n_init=self.n_init, random_state=seed)
@@ -109,19 +156,56 @@ class TypiClust(Selector):
         return km.fit_predict(X).astype(np.int64)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        gpu = nfpf_device.compute_device(self.device)
         X = as_float_array(pool.features)
+        n_zero_rows = 0
+        if self.normalize:
+            n_zero_rows = int((~X.any(axis=1)).sum())
+            X = l2_normalize(X)
         n_clusters = min(budget, self.max_clusters)
         log.info("typiclust: clustering %d samples into %d clusters", pool.n, n_clusters)
-        labels = self._cluster(X, n_clusters, seed)
+        with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
+            labels = self._cluster(X, n_clusters, seed, gpu)
         self.cluster_labels_ = labels
         sizes = np.bincount(labels, minlength=n_clusters)
         usable = sizes > self.min_cluster_size
+        dropped = (sizes > 0) & ~usable
+        messages: list[str] = []
+        if dropped.any():
+            messages.append(
+                f"typiclust: {int(dropped.sum())} of {int((sizes > 0).sum())} K-means clusters "
+                f"({int(sizes[dropped].sum())} of {pool.n} samples) have <= "
+                f"min_cluster_size={self.min_cluster_size} samples and get no pick while larger "
+                f"clusters remain; their picks go to second picks of the largest clusters "
+                f"(B={budget}). Set min_cluster_size=0 to give every cluster a pick.")
+            log.warning(messages[-1])
+        with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
+            selected, fallback_at, subsampled = self._pick(X, labels, sizes, usable, budget,
+                                                           seed, gpu)
+        self.info_ = {
+            "n_clusters": int(n_clusters),
+            "n_nonempty_clusters": int((sizes > 0).sum()),
+            "n_usable_clusters": int(usable.sum()),
+            "n_dropped_clusters": int(dropped.sum()),
+            "small_cluster_fallback_at": fallback_at,
+            "typicality_subsampled_picks": subsampled,
+            "n_zero_rows": n_zero_rows,
+            "warnings": messages,
+        }
+        if gpu is not None:
+            self.info_["device"] = str(gpu)
+        return selected
+
+    def _pick(self, X: np.ndarray, labels: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
+              budget: int, seed: int, gpu: torch.device | None = None,
+              ) -> tuple[np.ndarray, int | None, int]:
+        """The picks; when the usable clusters ran out (or None); how many were subsampled."""
         # Members of every cluster, as index arrays (one stable sort, no loop over samples).
         order = np.argsort(labels, kind="stable")
         members = np.split(order, np.cumsum(sizes)[:-1])
         remaining = sizes.copy()
-        picks_per_cluster = np.zeros(n_clusters, dtype=np.int64)
-        available = np.ones(pool.n, dtype=bool)
+        picks_per_cluster = np.zeros(sizes.size, dtype=np.int64)
+        available = np.ones(len(X), dtype=bool)
         selected = np.empty(budget, dtype=np.int64)
         fallback_at = None
         rng = np.random.default_rng(seed)
@@ -148,16 +232,11 @@ class TypiClust(Selector):
                 pick = int(idx[0])
             else:
                 k = max(1, min(self.k_neighbors, idx.size // 2))
-                pick = int(idx[np.argmax(knn_density(X[idx], k))])
+                typicality = knn_density(X[idx], k, squared=self.distance == "squared",
+                                         device=gpu)
+                pick = int(idx[np.argmax(typicality)])
             selected[t] = pick
             available[pick] = False
             remaining[cluster] -= 1
             picks_per_cluster[cluster] += 1
-        self.info_ = {
-            "n_clusters": int(n_clusters),
-            "n_nonempty_clusters": int((sizes > 0).sum()),
-            "n_usable_clusters": int(usable.sum()),
-            "small_cluster_fallback_at": fallback_at,
-            "typicality_subsampled_picks": subsampled,
-        }
-        return selected
+        return selected, fallback_at, subsampled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -10,7 +11,9 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils.validation import check_memory
 
-from baselines._neighbors import as_float_array, auto_chunk_size, knn_density
+from baselines._neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
+from nfpf import device as nfpf_device
+from nfpf import kernels
 from nfpf.memo import Memo
 from nfpf.selection import Pool, Selector, select_on_subset
 
@@ -72,6 +75,15 @@ class USL(Selector):
         a sweep computes it once per pool (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes
         its cache). The picks are identical with or without it; ``info_["memory_hits"]``
         says whether it was reused.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``"cpu"``: the reference path (scikit-learn K-means, CPU kNN). A GPU: the kNN
+        density (:func:`nfpf.kernels.knn`, float32), the K-means (:func:`nfpf.kernels.kmeans`:
+        full Lloyd from k-means++, also where the CPU path would use ``MiniBatchKMeans``;
+        ``n_init="auto"`` is one restart) and the regulariser run there. The density and the
+        regulariser are the CPU path's arithmetic, so given the same clusters the picks are
+        the same; with ``KMeans`` on the CPU (B <= ``minibatch_above``) the clusters are the
+        same up to float32 rounding, above it they differ as under another seed. ``"auto"``:
+        the GPU when one is visible.
 
     Time O(n^2 d) for the density, O(n B d iterations) for K-means and O(n_iters n B d) for
     the regulariser. Memory O(n k + chunk_size * max(n, B)).
@@ -97,6 +109,7 @@ class USL(Selector):
         chunk_size: int | None = None,
         max_candidates: int | None = None,
         memory: Any = None,
+        device: str = "auto",
     ):
         for name, value, low in (("k", k, 1), ("n_iters", n_iters, 1),
                                  ("kmeans_max_iter", kmeans_max_iter, 1)):
@@ -130,10 +143,16 @@ class USL(Selector):
         self.max_candidates = _check_max_candidates(max_candidates)
         check_memory(memory)  # a directory, a joblib.Memory or None
         self.memory = memory
+        self.device = nfpf_device.check_device(device)
 
-    def _cluster(self, X: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    def _cluster(self, X: np.ndarray, budget: int, seed: int,
+                 gpu: torch.device | None = None) -> np.ndarray:
         if budget == 1:
             return np.zeros(len(X), dtype=np.int64)
+        if gpu is not None:
+            km = kernels.kmeans(X, budget, n_init=1 if self.n_init == "auto" else self.n_init,
+                                max_iter=self.kmeans_max_iter, seed=seed, device=gpu)
+            return km.labels.cpu().numpy()
         if self.minibatch_above is not None and budget > self.minibatch_above:
             km = MiniBatchKMeans(n_clusters=budget, n_init=self.n_init, random_state=seed,
                                  max_iter=self.kmeans_max_iter, batch_size=max(1024, 3 * budget))
@@ -143,17 +162,20 @@ class USL(Selector):
         return km.fit_predict(X).astype(np.int64)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "usl",
-                                       self._select_all)
+        gpu = nfpf_device.compute_device(self.device)
+        with nfpf_device.gpu_memory_guard("usl", "selector.chunk_size"):
+            picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "usl",
+                                           functools.partial(self._select_all, gpu=gpu))
         self.info_["candidate_subset"] = size
+        if gpu is not None:
+            self.info_["device"] = str(gpu)
         return picks
 
-    def _select_all(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+    def _select_all(self, pool: Pool, budget: int, seed: int,
+                    gpu: torch.device | None = None) -> np.ndarray:
         X = as_float_array(pool.features)
         if self.normalize:
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            X = np.ascontiguousarray(X / norms, dtype=X.dtype)
+            X = l2_normalize(X)
         n = pool.n
         k = min(self.k, n - 1)
         if k < self.k:
@@ -161,16 +183,18 @@ class USL(Selector):
                         self.k, n, k)
         memo = Memo(self.memory)
         density = (memo.call("knn_density", knn_density, X,
-                             params=dict(k=k, squared=True, chunk_size=self.chunk_size))
+                             params=dict(k=k, squared=True, chunk_size=self.chunk_size,
+                                         device=None if gpu is None else str(gpu)))
                    if k >= 1 else np.ones(n))
-        labels = self._cluster(X, budget, seed)
+        labels = self._cluster(X, budget, seed, gpu)
+        X_regularizer = X if gpu is None else torch.from_numpy(X).to(gpu)  # moved once
         self.cluster_labels_ = labels
         regularizer = np.zeros(n)
         selected = np.empty(0, dtype=np.int64)
         for it in range(self.n_iters):
             selected = _per_cluster_argmax(density - self.w * regularizer, labels)
             if it + 1 < self.n_iters:
-                new = usl_regularizer(X, selected, labels, alpha=self.alpha,
+                new = usl_regularizer(X_regularizer, selected, labels, alpha=self.alpha,
                                       horizon_dist=self.horizon_dist,
                                       chunk_size=self.chunk_size)
                 regularizer = self.momentum * regularizer + (1.0 - self.momentum) * new
@@ -215,7 +239,8 @@ def usl_regularizer(
 
     Parameters
     ----------
-    X : ndarray of shape (n, d)
+    X : ndarray or Tensor of shape (n, d)
+        A tensor is used where it lives (e.g. on a GPU).
     selected : ndarray of shape (B,)
     labels : ndarray of shape (n,)
     alpha, horizon_dist : float
@@ -228,15 +253,15 @@ def usl_regularizer(
 
     Time O(n B d); memory O(chunk_size * B).
     """
-    X = as_float_array(X)
-    Xt = torch.from_numpy(X)
-    S = Xt[torch.from_numpy(np.asarray(selected, dtype=np.int64))]
+    Xt = X if isinstance(X, torch.Tensor) else torch.from_numpy(as_float_array(X))
+    device = Xt.device
+    S = Xt[torch.as_tensor(np.asarray(selected, dtype=np.int64), device=device)]
     s_sq = (S * S).sum(dim=1)
-    s_lab = torch.from_numpy(labels[selected])
-    lab = torch.from_numpy(labels)
-    n = X.shape[0]
-    chunk = chunk_size or auto_chunk_size(max(1, S.shape[0]), X.itemsize, 4 * 2**20)
-    out = np.empty(n)
+    s_lab = torch.from_numpy(labels[selected]).to(device)
+    lab = torch.from_numpy(labels).to(device)
+    n = Xt.shape[0]
+    chunk = chunk_size or auto_chunk_size(max(1, S.shape[0]), Xt.element_size(), 4 * 2**20)
+    out = torch.empty(n, dtype=torch.float64, device=device)
     for start in range(0, n, chunk):
         rows = Xt[start:start + chunk]
         d = (rows * rows).sum(dim=1)[:, None] - 2.0 * rows @ S.T + s_sq[None, :]
@@ -245,8 +270,8 @@ def usl_regularizer(
         if horizon_dist is not None:
             ignore |= d >= horizon_dist
         term = d.pow_(-alpha).masked_fill_(ignore, 0.0)
-        out[start:start + chunk] = term.sum(dim=1, dtype=torch.float64).numpy()
-    return out
+        out[start:start + chunk] = term.sum(dim=1, dtype=torch.float64)
+    return out.cpu().numpy()
 
 
 def _check_max_candidates(value: int | None) -> int | None:

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,36 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nfpf.api import CONFIG_DIR
-from nfpf.results import RESULT_FILE, find_run_files, read_json, write_json_atomic
+from nfpf.results import FAILED_FILE, RESULT_FILE, find_run_files, read_json, write_json_atomic
 
 log = logging.getLogger("nfpf.sweep")
 
 SWEEP_FILE = "sweep.json"
 LEDGER_FILE = "progress.jsonl"
+
+#: Loggers of Hydra's launchers that list every job of a sweep before the first one runs:
+#: shown only with ``nfpf-run -v``.
+JOB_LIST_LOGGERS = ("hydra._internal.core_plugins.basic_launcher",
+                    "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher")
+
+
+@dataclass
+class Session:
+    """What the ``nfpf-run`` process learns about its sweep, for its exit status and its
+    Ctrl-C message (Hydra discards the jobs' return values)."""
+
+    #: Show the launchers' job lists (``nfpf-run -v``).
+    verbose: bool = False
+    #: The sweep directory, once the sweep started.
+    sweep_dir: Path | None = None
+    #: When the sweep started (``time.time()``).
+    started: float = 0.0
+    #: Runs this sweep recorded as failed; None until the sweep ended.
+    failed: int | None = None
+
+
+#: The state of this process's sweep (one per ``nfpf-run`` process).
+SESSION = Session()
 
 
 def sweep_size(config: DictConfig) -> int:
@@ -118,6 +143,15 @@ def report_progress(job_dir: Path, status: str) -> None:
              time.strftime("%H:%M:%S", time.gmtime(elapsed)))
 
 
+def failed_since(sweep_dir: Path, since: float) -> int:
+    """Runs below ``sweep_dir`` that failed at or after ``since`` (``time.time()``): those
+    of the current sweep, not those an earlier sweep left in the same directory."""
+    # 2 s of slack for the clocks of a shared file system; a sweep takes longer to start
+    return sum(1 for path in find_run_files(sweep_dir)
+               if path.name == FAILED_FILE and _status_of(path) == "failed"
+               and path.stat().st_mtime >= since - 2.0)
+
+
 def _status_of(path: Path) -> str:
     if path.name == RESULT_FILE:
         return "complete"
@@ -135,6 +169,10 @@ class SweepProgress(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        SESSION.sweep_dir, SESSION.started, SESSION.failed = sweep_dir, time.time(), None
+        if not SESSION.verbose:
+            for name in JOB_LIST_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         total = sweep_size(config)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # the ledger starts from what is on disk (a resumed sweep's finished runs)
@@ -155,6 +193,7 @@ class SweepProgress(Callback):
         done, failed, skipped = sweep_counts(sweep_dir)
         log.info("sweep finished: %d complete, %d failed, %d skipped (budget above the pool)",
                  done, failed, skipped)
+        SESSION.failed = failed_since(sweep_dir, SESSION.started)
         if not self.report:
             return
         from nfpf.report import build_report

@@ -8,7 +8,8 @@ A Hydra app on ``conf/select.yaml`` that reuses the ``selector`` and ``features`
 It writes selection.csv, label_studio.json, contact_sheet.png, skipped.csv and summary.json
 into ``output`` (see :func:`nfpf.select_images.select_images` and docs/select.md) and prints a
 short summary. Bad input ends with a one-line error and exit status 2, before any output is
-written. Hydra writes nothing (no outputs/ folder, no .hydra/, no log file).
+written (Ctrl-C: one line, status 130; README, "Exit codes"). Hydra writes nothing (no
+outputs/ folder, no .hydra/, no log file).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.exit_codes import EXIT_USAGE, call_hydra_main
 from nfpf.api import CONFIG_DIR
 
 log = logging.getLogger("nfpf.select")
@@ -61,18 +63,30 @@ def run_select(cfg: DictConfig, selector_name: str | None = None,
     )
 
 
+#: Whether Hydra accepted the command line (the selection was entered).
+_entered = False
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="select")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from nfpf.select_images import SelectError
 
+    global _entered
+    _entered = True
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     choices = HydraConfig.get().runtime.choices
     try:
         result = run_select(cfg, choices.get("selector"), choices.get("features"))
     except SelectError as error:
         print(f"nfpf-select: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     print(result.summary_text())
+
+
+def main() -> None:
+    """``nfpf-select``, with the exit statuses of :mod:`experiments.exit_codes`."""
+    call_hydra_main(hydra_main, lambda: _entered,
+                    lambda: "nfpf-select: interrupted; nothing was written")
 
 
 if __name__ == "__main__":

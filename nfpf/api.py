@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, Selector, check_budget, check_seed
 
 __all__ = [
     "CONFIG_DIR",
     "available_selectors",
+    "check_selector_options",
     "load_selector_config",
     "make_selector",
     "select",
@@ -47,14 +51,40 @@ def load_selector_config(method: str) -> DictConfig:
             continue
         parent = str(entry).split("@", 1)[0].removeprefix("/").removeprefix("selector/")
         merged = OmegaConf.merge(merged, load_selector_config(parent))
-    return OmegaConf.merge(merged, config)
+    # Outside nfpf-run no run config surrounds the selector: its references to the run's
+    # groups (``trainer: ${oc.select:trainer,null}``) resolve as if the group were absent.
+    standalone = OmegaConf.create({"selector": OmegaConf.merge(merged, config)})
+    return OmegaConf.create(OmegaConf.to_container(standalone.selector, resolve=True))
+
+
+def check_selector_options(method: str, config: Mapping[str, Any]) -> None:
+    """Raise a one-line ``ValueError`` when ``config`` (a selector config: ``_target_`` and
+    options) has an option the selector's class does not take.
+
+    The message names the option and the selector and lists the valid options, the close
+    matches of the misspelt one first. Classes taking ``**kwargs`` accept any option.
+    """
+    if "_target_" not in config:
+        raise ValueError(f"selector {method!r} has no _target_; it cannot build a selector.")
+    parameters = inspect.signature(get_class(str(config["_target_"]))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name != "self"]
+    for key in config:
+        if str(key).startswith("_") or key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+        ordered = close + [name for name in valid if name not in close]
+        raise ValueError(
+            f"unknown option {key!r} for selector {method!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; valid options: {', '.join(ordered) or 'none'}.")
 
 
 def make_selector(method: str, **options: Any) -> Selector:
     """Build the selector ``conf/selector/<method>.yaml`` describes, with ``options`` merged in."""
     config = OmegaConf.merge(load_selector_config(method), OmegaConf.create(options))
-    if "_target_" not in config:
-        raise ValueError(f"selector {method!r} has no _target_; it cannot build a selector.")
+    check_selector_options(method, config)
     return instantiate(config, _convert_="all")
 
 
@@ -78,8 +108,10 @@ def select(
         How many samples to select (1 <= budget <= n).
     method : str
         A selector name (see :func:`available_selectors`), e.g. "nfpf", "kmeans", "coreset".
+        Supervised AL strategies (``al/*``) need labels and are refused: see
+        :func:`nfpf.select_with_oracle`.
     seed : int
-        The same seed gives the same indices.
+        A whole number from 0 to 2**32 - 1; the same seed gives the same indices.
     images : ndarray of shape (n, *image_shape), optional
         Pixels in [0, 1] for methods that model them (NFPF); defaults to none (NFPF then
         works on ``X``).
@@ -100,6 +132,14 @@ def select(
     >>> idx.shape
     (10,)
     """
+    seed = check_seed(seed)
     pool = X if isinstance(X, Pool) else Pool(features=np.asarray(X), images=images,
                                              n_classes=n_classes)
-    return make_selector(method, **options).select(pool, budget, seed=seed)
+    check_budget(budget, pool.n)
+    selector = make_selector(method, **options)
+    if not isinstance(selector, Selector):  # a supervised AL strategy (nfpf.active)
+        raise ValueError(
+            f"{method!r} is a supervised active-learning strategy: it needs labels, which "
+            f"nfpf.select never has. Run it with nfpf.select_with_oracle(X, budget, labels, "
+            f"method={method!r}) or nfpf-run selector={method}.")
+    return selector.select(pool, budget, seed=seed)

@@ -2,28 +2,38 @@
 
 :class:`LightningClassifier` is a ``BaseEstimator``/``ClassifierMixin`` so that evaluation
 treats it like any scikit-learn classifier (``clone``, ``fit``, ``predict``), while training
-runs through ``pytorch_lightning.Trainer`` -- CPU here, GPUs elsewhere via ``accelerator``.
+runs through the ``pytorch_lightning.Trainer`` of the ``trainer`` settings
+(:func:`nfpf.trainer.make_trainer`: ``trainer=gpu`` moves it to the GPU).
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
+
+from nfpf.deep.distributed import ArrayDataset, DistributedHooks, fit_module
+from nfpf.trainer import inference_device, make_trainer, quiet_lightning, trainer_settings
 
 __all__ = ["HeadModule", "LightningClassifier"]
 
 
-class HeadModule(pl.LightningModule):
-    """A linear or one-hidden-layer MLP head trained with cross-entropy and Adam."""
+class HeadModule(DistributedHooks, pl.LightningModule):
+    """A linear or one-hidden-layer MLP head trained with cross-entropy and Adam.
+
+    ``train_losses`` (one per epoch) returns from ``ddp_spawn`` workers in the extra state.
+    """
+
+    logged = ("train_losses",)
 
     def __init__(self, in_dim: int, n_classes: int, head: str, hidden: int, lr: float,
-                 weight_decay: float):
+                 weight_decay: float, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         if head == "linear":
@@ -65,47 +75,60 @@ class LightningClassifier(ClassifierMixin, BaseEstimator):
         Adam learning rate.
     weight_decay : float
     batch_size : int
-    accelerator : str
-        Lightning accelerator ("cpu", "gpu", "auto").
+    trainer : mapping, optional
+        ``pytorch_lightning.Trainer`` settings (the ``trainer`` config group: accelerator,
+        devices, strategy, precision, ...); CPU, one device, float32 when omitted.
     seed : int
         Seed for weight initialisation and batch order.
     """
 
     def __init__(self, head: str = "linear", hidden: int = 256, epochs: int = 100,
                  lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 256,
-                 accelerator: str = "cpu", seed: int = 0):
+                 trainer: Mapping[str, Any] | None = None, seed: int = 0):
         self.head = head
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
-        self.accelerator = accelerator
+        self.trainer = trainer
         self.seed = seed
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LightningClassifier:
         if self.head not in ("linear", "mlp"):
             raise ValueError(f"head must be 'linear' or 'mlp'; got {self.head!r}.")
         self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        data = TensorDataset(x, torch.as_tensor(codes, dtype=torch.long))
+        trainer_settings(self.trainer)  # type check
+        x = np.asarray(X, dtype=np.float32)
+        data = ArrayDataset(x, codes.astype(np.int64))
         generator = torch.Generator().manual_seed(self.seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
         torch.manual_seed(self.seed)  # weight init; Lightning has no per-module generator
         self.module_ = HeadModule(x.shape[1], len(self.classes_), self.head, self.hidden,
-                                  self.lr, self.weight_decay)
-        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        trainer = pl.Trainer(max_epochs=self.epochs, accelerator=self.accelerator, devices=1,
-                             logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             deterministic=True)
-        trainer.fit(self.module_, loader)
+                                  self.lr, self.weight_decay, self.seed)
+        with quiet_lightning():
+            trainer = make_trainer(self.trainer, self.epochs, progress=False,
+                                   deterministic=True, log_every_n_steps=50)
+        fit_module(trainer, self.module_, loader, batch_option="classifier.batch_size")
         self.module_.eval()
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        device = inference_device(self.trainer)
+        self.module_.to(device)
         with torch.no_grad():
-            logits = torch.cat([self.module_(chunk) for chunk in x.split(8192)])
-        return self.classes_[logits.argmax(dim=1).cpu().numpy()]
+            logits = torch.cat([self.module_(chunk.to(device)).float().cpu()
+                                for chunk in x.split(8192)])
+        return self.classes_[logits.argmax(dim=1).numpy()]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (m, K): the softmax of the head's logits (active learning
+        ranks samples by them)."""
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        device = inference_device(self.trainer)
+        self.module_.to(device)
+        with torch.no_grad():
+            logits = torch.cat([self.module_(chunk.to(device)).float().cpu()
+                                for chunk in x.split(8192)])
+        return torch.softmax(logits, dim=1).numpy()

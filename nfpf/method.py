@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_memory
 
+from nfpf import device as nfpf_device
+from nfpf import kernels
 from nfpf.memo import Memo
 from nfpf.rd import SCORES, minmax_normalise, per_sample_error
 from nfpf.selection import Pool, Selector
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 SEEDINGS = ("kmeans_margin", "kmeans_center", "kmeans_rd", "random")
 SEED_FEATURES = ("features", "pixels", "pca")
+SFLM_INPUTS = ("pixels", "features")
 REF_NORMALISATIONS = ("candidates", "pool")
 FAITHFUL_SEED = 42  # quirk Q3: the released code resets every global seed to 42
 FALLBACK_CLUSTERS = 10
@@ -136,6 +139,19 @@ class NFPF(Selector):
         ``scipy.linalg.orth`` in the released code; ``"qr"`` (our option) a Householder QR,
         about 3x faster for the CIFAR-sized reference (L = 1800, d = 3072) but different
         weights, so a different selection (see :func:`~nfpf.sflm.draw_weights`).
+    sflm_input : {"pixels", "features"}, default="pixels"
+        What both SFLMs reconstruct: the pool's pixels scaled to [-1, 1] (the paper and the
+        released code; a pool without images falls back to its features), or the pool's
+        features (e.g. a SimCLR embedding; our option, recorded in ``info_``).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default="auto"
+        Where the selection computes (:mod:`nfpf.device`). ``"cpu"``: the reference path
+        (the picks the tests pin down). A GPU: the pixels are copied to it once and the
+        reference SFLM, every round's current SFLM and RD scores, the PCA and the K-means
+        seeding run there (K-means by :func:`nfpf.kernels.kmeans`, Lloyd from k-means++ as
+        scikit-learn's, but its own random draws). SFLM and RD arithmetic is the CPU's (sums
+        and solves in float64); the K-means seeding differs from scikit-learn's, so the
+        picks agree with the CPU's only in part (measured in docs/benchmarks/nfpf.md).
+        ``"auto"``: the GPU when there is one. ``batch_size`` bounds the GPU memory.
     memory : str, joblib.Memory or None, default=None
         Where to cache the two pieces of work that do not depend on the budget: the
         seeding K-means (its distances) and the reference SFLM's per-sample errors. A
@@ -204,6 +220,8 @@ class NFPF(Selector):
         n_jobs: int | None = None,
         orthonormalisation: str = "svd",
         memory: Any = None,
+        sflm_input: str = "pixels",
+        device: str = "auto",
     ) -> None:
         # the SFLM constructor validates L, activation/type combinations, C, epochs, dtype
         SFLM(ref_hidden, ref_activation, ref_type, C, epochs, dtype=dtype, batch_size=batch_size,
@@ -293,9 +311,22 @@ class NFPF(Selector):
         self.orthonormalisation = orthonormalisation
         check_memory(memory)  # a directory, a joblib.Memory or None
         self.memory = memory
+        if sflm_input not in SFLM_INPUTS:
+            raise ValueError(f"sflm_input must be one of {SFLM_INPUTS}; got {sflm_input!r}.")
+        self.sflm_input = sflm_input
+        self.device = nfpf_device.check_device(device, "device")
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        self._gpu = nfpf_device.compute_device(self.device, "selector.device")
+        self.info_["device"] = str(self._gpu or "cpu")
+        self.info_["sflm_input"] = self.sflm_input
+        if self.sflm_input == "features":  # Pool.pixels() falls back to the features
+            pool = Pool(features=pool.features, images=None, n_classes=pool.n_classes)
+        with nfpf_device.gpu_memory_guard(type(self).__name__, "selector.batch_size"):
+            return self._select_pixels(pool, budget, seed)
+
+    def _select_pixels(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         streamed = _is_file_backed(pool.features) or (
@@ -306,6 +337,8 @@ class NFPF(Selector):
         n, d = X.shape
         if n > 1:  # a single sample is trivially "constant" and trivially selected
             _check_not_constant(X)
+        # on a GPU, the pixels are copied there once: the reference and every round read them
+        X_work = X if self._gpu is None else _device_rows(X, self._gpu, self.batch_size)
         timings["pixels"] = time.perf_counter() - t_start
 
         if self.faithful:
@@ -341,8 +374,9 @@ class NFPF(Selector):
                                 rng_state=ref_rng.bit_generator.state,
                                 faithful=self.faithful, dtype=self.dtype,
                                 batch_size=self.batch_size, n_jobs=ref_jobs,
-                                orthonormalisation=self.orthonormalisation),
-                    cpu_slots=cpu_slots)
+                                orthonormalisation=self.orthonormalisation,
+                                device=_device_type(self._gpu)),
+                    cpu_slots=cpu_slots, on_device=None if self._gpu is None else X_work)
                 self.reference_errors_ = errors
                 if "reference" in memo.hits:
                     timings["reference_cached"] = time.perf_counter() - t0
@@ -361,7 +395,7 @@ class NFPF(Selector):
         # result depends on its thread count, so the seeds would depend on the machine) and
         # would leave the other cores idle. Neither result depends on the overlap.
         overlap = (target < budget and self.seeding in ("kmeans_margin", "kmeans_center")
-                   and ref_jobs > 1)
+                   and ref_jobs > 1 and self._gpu is None)
         t0 = time.perf_counter()
         with single_threaded(), ThreadPoolExecutor(
                 max_workers=1, initializer=single_threaded_worker) as background:
@@ -391,7 +425,7 @@ class NFPF(Selector):
         if len(selected) < budget:
             e_ref = reference()
             t0 = time.perf_counter()
-            selected = self._progressive(X, selected, budget, e_ref, loop_rng, t_start)
+            selected = self._progressive(X_work, selected, budget, e_ref, loop_rng, t_start)
             timings["progressive"] = time.perf_counter() - t0
         self.info_["rounds"] = len(self.history_)
         timings["total"] = time.perf_counter() - t_start
@@ -442,7 +476,7 @@ class NFPF(Selector):
             return np.asarray(pool.features, dtype=np.float32)
         if self.seed_features == "pixels":
             return X
-        return pca_features(X, self.seed_pca_components, self.batch_size)
+        return pca_features(X, self.seed_pca_components, self.batch_size, device=self._gpu)
 
     def _initial_seeds(self, pool, X, budget, target, km_seed, seed_rng, reference,
                        memo: Memo | None = None) -> list[int]:
@@ -456,8 +490,8 @@ class NFPF(Selector):
             "seeding_kmeans", _kmeans_distances, feats,
             params=dict(n_clusters=n_clu, n_init=self.kmeans_n_init,
                         max_iter=self.kmeans_max_iter, random_state=km_seed,
-                        fit_subset=self.kmeans_fit_subset),
-            batch_size=self.batch_size)
+                        fit_subset=self.kmeans_fit_subset, device=_device_type(self._gpu)),
+            batch_size=self.batch_size, on_device=self._gpu)
         self.info_["kmeans_fit_subset"] = fitted_rows
         labels = dist.argmin(1)
         if self.seeding == "kmeans_margin":
@@ -592,16 +626,22 @@ class NFPF(Selector):
 
 
 def _kmeans_distances(feats: Any, n_clusters: int, n_init: int, max_iter: int,
-                      random_state: int, fit_subset: int | None,
-                      batch_size: int = 8192) -> tuple[np.ndarray, float, int | None]:
+                      random_state: int, fit_subset: int | None, device: str = "cpu",
+                      batch_size: int = 8192, on_device: torch.device | None = None,
+                      ) -> tuple[np.ndarray, float, int | None]:
     """The seeding K-means: fit, then every sample's distances to the K centroids.
 
     Returns ``(distances (n, K), inertia, rows fitted)``; rows fitted is None when K-means
     saw the whole pool, else the size of the seeded subset ``fit_subset`` it was fitted on.
+    ``device`` names where it runs (part of the memory's key); ``on_device`` is that GPU,
+    where :func:`nfpf.kernels.kmeans` replaces scikit-learn's.
     """
     from sklearn.cluster import KMeans
 
     n = feats.shape[0]
+    if on_device is not None:
+        return _kmeans_distances_on(feats, n_clusters, n_init, max_iter, random_state,
+                                    fit_subset, batch_size, on_device)
     with warnings.catch_warnings():
         # fewer distinct points than clusters is reported in info_, not as a warning
         warnings.simplefilter("ignore", category=UserWarning)
@@ -624,13 +664,49 @@ def _kmeans_distances(feats: Any, n_clusters: int, n_init: int, max_iter: int,
     return dist, float(km.inertia_), int(fit_rows.size) if bounded else None
 
 
+def _kmeans_distances_on(feats: Any, n_clusters: int, n_init: int, max_iter: int,
+                         random_state: int, fit_subset: int | None, batch_size: int,
+                         device: torch.device) -> tuple[np.ndarray, float, int | None]:
+    """:func:`_kmeans_distances` with :func:`nfpf.kernels.kmeans` on ``device``."""
+    n = feats.shape[0]
+    data = kernels.as_device_tensor(np.asarray(feats[:n], dtype=np.float32), device)
+    bounded = fit_subset is not None and fit_subset < n
+    fit_rows = None
+    if bounded:
+        fit_rows = np.sort(np.random.default_rng(random_state).choice(
+            n, size=max(fit_subset, n_clusters), replace=False))
+    fitted = data if fit_rows is None else data[torch.as_tensor(fit_rows, device=device)]
+    result = kernels.kmeans(fitted, n_clusters, n_init=n_init, max_iter=max_iter,
+                            seed=random_state, batch_size=batch_size)
+    dist = kernels.center_distances(data, result.centers, batch_size=batch_size)
+    return dist.cpu().numpy(), result.inertia, None if fit_rows is None else int(fit_rows.size)
+
+
+def _device_type(device: torch.device | None) -> str:
+    """"cpu" for the reference path, else the device's type (part of the memory's keys:
+    the GPU path's picks differ)."""
+    return "cpu" if device is None else device.type
+
+
+def _device_rows(X: Any, device: torch.device, batch_size: int) -> torch.Tensor:
+    """The float32 rows of ``X`` (array or row view) as one tensor on ``device``, copied in
+    row batches (a file-backed pool is never read whole into host memory)."""
+    out = torch.empty(X.shape, dtype=torch.float32, device=device)
+    for start in range(0, X.shape[0], batch_size):
+        block = np.asarray(X[start:start + batch_size], dtype=np.float32)
+        out[start:start + batch_size] = torch.from_numpy(block).to(device)
+    return out
+
+
 def _reference_errors(X: Any, hidden: int, activation: str, type_: int, C: float, epochs: int,
                       rng_state: dict[str, Any], faithful: bool, dtype: str, batch_size: int,
-                      n_jobs: int, orthonormalisation: str,
+                      n_jobs: int, orthonormalisation: str, device: str = "cpu",
                       cpu_slots: threading.BoundedSemaphore | None = None,
+                      on_device: torch.Tensor | None = None,
                       ) -> tuple[np.ndarray, float, float]:
     """Fit the reference SFLM on the whole pool; return its per-sample MSE (n,) and the
-    fit and error times. The weights are drawn from a generator in ``rng_state``."""
+    fit and error times. The weights are drawn from a generator in ``rng_state``.
+    ``on_device``: the pool's rows already on the GPU named by ``device`` (fitted there)."""
     rng = np.random.default_rng()
     rng.bit_generator.state = rng_state
     t0 = time.perf_counter()
@@ -638,12 +714,13 @@ def _reference_errors(X: Any, hidden: int, activation: str, type_: int, C: float
                dtype=dtype, batch_size=batch_size, check_finite=False, n_jobs=n_jobs,
                orthonormalisation=orthonormalisation)
     ref.cpu_slots = cpu_slots
-    ref.fit(X)
+    data = X if on_device is None else on_device
+    ref.fit(data)
     release_free_memory()
     t1 = time.perf_counter()
     # the pool is the batch the reference was fitted on, so its fit min/max are also the
     # batch min/max of quirk Q1: rescale="fit" is exact in both modes
-    errors = ref.errors(X, kind="mse", rescale="fit")
+    errors = ref.errors(data, kind="mse", rescale="fit")
     return errors, t1 - t0, time.perf_counter() - t1
 
 
@@ -716,7 +793,8 @@ def _column_mean(X: Any, batch_size: int = 8192) -> np.ndarray:
     return total / X.shape[0]
 
 
-def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np.ndarray:
+def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192,
+                 device: torch.device | None = None) -> np.ndarray:
     """Exact PCA projection, streamed: covariance in batches, then its top eigenvectors.
 
     Parameters
@@ -726,6 +804,9 @@ def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np
         Number of components p (capped at min(n, d)).
     batch_size : int
         Rows per batch.
+    device : torch.device, optional
+        A GPU to compute on (covariance in float64, ``torch.linalg.eigh``); None: the CPU
+        path (scipy). The same axes up to float rounding and their signs.
 
     Returns
     -------
@@ -743,6 +824,8 @@ def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np
 
     n, d = X.shape
     p = int(min(n_components, n, d))
+    if device is not None:
+        return _pca_on(X, p, batch_size, device)
     shift = torch.from_numpy(np.asarray(X[:batch_size], dtype=np.float32).mean(0))
     gram = torch.zeros(d, d, dtype=torch.float64)
     total = torch.zeros(d, dtype=torch.float64)
@@ -760,6 +843,23 @@ def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192) -> np
         xb = torch.from_numpy(np.asarray(X[start:start + batch_size], dtype=np.float32))
         out[start:start + batch_size] = ((xb - mean) @ axes).numpy()
     return out
+
+
+def _pca_on(X: Any, p: int, batch_size: int, device: torch.device) -> np.ndarray:
+    """:func:`pca_features` on ``device``: rows copied in batches, float64 covariance."""
+    n, d = X.shape
+    rows = X if isinstance(X, torch.Tensor) else _device_rows(X, device, batch_size)
+    mean = rows.mean(dim=0, dtype=torch.float64)
+    cov = torch.zeros(d, d, dtype=torch.float64, device=device)
+    for start in range(0, n, batch_size):
+        block = rows[start:start + batch_size].to(torch.float64) - mean
+        cov += block.T @ block
+    _, vecs = torch.linalg.eigh(cov / n)
+    axes = vecs[:, -p:].flip(1).to(torch.float32)  # leading axes first
+    out = torch.empty((n, p), dtype=torch.float32, device=device)
+    for start in range(0, n, batch_size):
+        out[start:start + batch_size] = (rows[start:start + batch_size] - mean.float()) @ axes
+    return out.cpu().numpy()
 
 
 def _check_not_constant(X: np.ndarray) -> None:

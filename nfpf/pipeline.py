@@ -22,8 +22,10 @@ from filelock import FileLock
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nfpf.active import ActiveStrategy, check_strategy_config, run_with_oracle
+from nfpf.api import check_selector_options
 from nfpf.data import Dataset
-from nfpf.deep.common import check_in_process_strategy
+from nfpf.device import compute_device
 from nfpf.evaluate import evaluate_selection
 from nfpf.features import compute_features
 from nfpf.results import (
@@ -35,7 +37,8 @@ from nfpf.results import (
     write_json_atomic,
     write_npy_atomic,
 )
-from nfpf.selection import RankingSelector, Selector, check_budget
+from nfpf.selection import RankingSelector, Selector, check_budget, check_seed
+from nfpf.trainer import check_trainer
 
 __all__ = [
     "InfeasibleBudgetError",
@@ -77,7 +80,8 @@ def resolve_budget(budget: int | None, budget_per_class: int | None, n_classes: 
         )
     if budget is not None:
         return check_budget(budget, n=np.iinfo(np.int64).max)
-    per_class = check_budget(budget_per_class, n=np.iinfo(np.int64).max)
+    per_class = check_budget(budget_per_class, n=np.iinfo(np.int64).max,
+                             name="budget_per_class")
     return per_class * n_classes
 
 
@@ -120,18 +124,29 @@ def _load_features(cfg: DictConfig, dataset: Dataset, cache_dir: Path | None):
     return compute_features(space, dataset.pool_images, dataset.test_images, cache_dir, key)
 
 
+def _selection_device(selector: Any) -> Any:
+    """The GPU a selector with a ``device`` option will compute on, or None (the CPU)."""
+    option = getattr(selector, "device", None)
+    return compute_device(option, "selector.device") if isinstance(option, str) else None
+
+
 def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.ndarray,
-            budget: int, cache_dir: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+            budget: int, cache_dir: Path | None, classifier: Any = None,
+            ) -> tuple[np.ndarray, dict[str, Any]]:
     """Run the selector, or reuse the cached selection of the same key.
 
     A selection depends only on dataset, features, selector, budget and seed, so it is
     cached under a key of exactly those and reused by every classifier. For a
     :class:`~nfpf.selection.RankingSelector` the cache holds the whole ranking under its
     ``ranking_key`` in place of the budget, so every budget of a sweep cuts the same one.
+    A supervised AL strategy (:class:`~nfpf.active.ActiveStrategy`) queries labels through an
+    oracle; when its per-round model is the run's classifier, the classifier joins the key.
     """
-    selector: Selector = instantiate(cfg.selector)
-    if not isinstance(selector, Selector):
-        raise TypeError(f"selector config builds {type(selector).__name__}, not a Selector.")
+    selector: Selector | ActiveStrategy = instantiate(cfg.selector)
+    active = isinstance(selector, ActiveStrategy)
+    if not active and not isinstance(selector, Selector):
+        raise TypeError(f"selector config builds {type(selector).__name__}, not a Selector "
+                        f"or an ActiveStrategy.")
     if cache_dir is not None and selector.get_params().get("memory", False) is None:
         # budget-independent work of a selector (NFPF, ProbCover, USL; nfpf/memo.py) is
         # shared by the budgets of a sweep; the selection does not depend on it
@@ -143,9 +158,15 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
         "selector": names.selector, "selector_config": _plain(cfg.selector),
         "budget": {"ranking": selector.ranking_key(n, budget)} if ranked else budget,
         "seed": int(cfg.seed),
+        **({"round_model": _plain(cfg.classifier)} if active and selector.model is None
+           and selector.model_use is not None else {}),
+        # the GPU path's picks may differ from the CPU's: a selection made on a GPU is
+        # never reused on a CPU (the CPU keys are those of before the device option)
+        **({"device": gpu.type} if (gpu := _selection_device(selector)) is not None else {}),
     })
+    keep = selector.labels_needed(budget, n) if active else budget
     if cache_dir is None:
-        return _run_selector(cfg, selector, dataset, features, budget, None, None)
+        return _run_selector(cfg, selector, dataset, features, budget, None, None, classifier)
     indices_path = Path(cache_dir) / "selections" / f"{key}.npy"
     meta_path = indices_path.with_suffix(".json")
     indices_path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,17 +175,22 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
     with FileLock(str(indices_path.with_suffix(".lock"))):
         if indices_path.is_file() and meta_path.is_file():
             log.info("selection: reusing cached %s (%s)", names.selector, key)
-            return np.load(indices_path)[:budget], {**read_json(meta_path), "cached": True}
+            return np.load(indices_path)[:keep], {**read_json(meta_path), "cached": True}
         return _run_selector(cfg, selector, dataset, features, budget, indices_path,
-                             meta_path)
+                             meta_path, classifier)
 
 
 def _run_selector(cfg: DictConfig, selector: Selector, dataset: Dataset,
                   features: np.ndarray, budget: int, indices_path: Path | None,
-                  meta_path: Path | None):
+                  meta_path: Path | None, classifier: Any = None):
     pool = dataset.pool_view(features)  # features and images only: no labels
     start = time.perf_counter()
-    if isinstance(selector, RankingSelector):
+    labels_meta: dict[str, Any] = {}
+    if isinstance(selector, ActiveStrategy):
+        # supervised AL: labels only through the oracle, which counts them
+        stored, labels_meta = run_with_oracle(selector, pool, budget, dataset.pool_labels,
+                                              seed=int(cfg.seed), model=classifier)
+    elif isinstance(selector, RankingSelector):
         stored = selector.rank(pool, budget, seed=int(cfg.seed))
     else:
         stored = selector.select(pool, budget, seed=int(cfg.seed))
@@ -172,11 +198,12 @@ def _run_selector(cfg: DictConfig, selector: Selector, dataset: Dataset,
         "seconds": time.perf_counter() - start,
         "info": getattr(selector, "info_", {}),
         "history": getattr(selector, "history_", []),
+        **labels_meta,
     }
     if indices_path is not None:
         write_npy_atomic(indices_path, stored)
         write_json_atomic(meta_path, meta)
-    return stored[:budget], {**meta, "cached": False}
+    return stored if labels_meta else stored[:budget], {**meta, "cached": False}
 
 
 def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, Any]:
@@ -191,14 +218,21 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
     t0 = time.perf_counter()
 
     # Validate what can be validated before loading anything.
-    if cfg.get("budget") is None and cfg.get("budget_per_class") is None:
-        resolve_budget(None, None, 1)  # raises the "no budget" error
-    for group in ("classifier", "features"):
+    check_seed(cfg.get("seed"))
+    resolve_budget(cfg.get("budget"), cfg.get("budget_per_class"), 1)  # no budget, bad values
+    check_selector_options(names.selector, cfg.selector)
+    for group in ("classifier", "features", "selector"):
         if cfg.get(group) is not None and "trainer" in cfg[group]:
-            check_in_process_strategy(cfg[group].trainer, group)
+            check_trainer(cfg[group].trainer, group)
     classifier = instantiate(cfg.classifier)
 
     dataset: Dataset = instantiate(cfg.dataset)
+    if getattr(classifier, "uses_images", False) and not dataset.is_image:
+        raise ValueError(
+            f"classifier={names.classifier} trains on images, but dataset={names.dataset} has "
+            f"feature vectors of shape {dataset.image_shape}, no images. Use a feature "
+            f"classifier (classifier=linear_svc, logreg, ...) or an image dataset."
+        )
     budget = resolve_budget(cfg.get("budget"), cfg.get("budget_per_class"), dataset.n_classes)
     n_pool = len(dataset.pool_labels)
     if budget > n_pool:
@@ -208,6 +242,7 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
             + (f" or budget_per_class <= {n_pool // dataset.n_classes}."
                if cfg.get("budget") is None else ".")
         )
+    check_strategy_config(cfg.selector, budget, n_pool, classifier, int(cfg.seed))
     timings["data"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -215,18 +250,27 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
     timings["features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    indices, selection = _select(cfg, names, dataset, pool_features, budget, cache_dir)
+    indices, selection = _select(cfg, names, dataset, pool_features, budget, cache_dir,
+                                 classifier)
     timings["selection"] = time.perf_counter() - t
 
-    # Labels are read from here on, and only here.
+    # Labels are read from here on, and only here (a supervised AL strategy got the ones
+    # it paid for from its oracle above).
     t = time.perf_counter()
     # Deep classifiers (uses_images = True) train on the images, the others on the features.
     on_images = bool(getattr(classifier, "uses_images", False))
-    metrics = evaluate_selection(
-        classifier,
-        dataset.pool_images if on_images else pool_features, dataset.pool_labels, indices,
-        dataset.test_images if on_images else test_features, dataset.test_labels,
-        dataset.n_classes)
+
+    def evaluate() -> dict[str, Any]:
+        return evaluate_selection(
+            classifier,
+            dataset.pool_images if on_images else pool_features, dataset.pool_labels, indices,
+            dataset.test_images if on_images else test_features, dataset.test_labels,
+            dataset.n_classes)
+
+    if selection.get("label_using") and len(indices) == n_pool and cache_dir is not None:
+        metrics = _whole_pool_metrics(cfg, cache_dir, evaluate)
+    else:
+        metrics = evaluate()
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
@@ -250,6 +294,24 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
     return record
 
 
+def _whole_pool_metrics(cfg: DictConfig, cache_dir: Path, evaluate) -> dict[str, Any]:
+    """Metrics of a classifier trained on every pool label (the ``al/full`` bound), cached.
+
+    They depend on the dataset, the features and the classifier's config (its seed included
+    when it has one), not on the budget: a sweep fits the whole pool once per classifier.
+    """
+    key = config_hash({"dataset": _plain(cfg.dataset), "features": _plain(cfg.features),
+                       "classifier": _plain(cfg.classifier)})
+    path = Path(cache_dir) / "whole_pool" / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):
+        if path.is_file():
+            return read_json(path)
+        metrics = evaluate()
+        write_json_atomic(path, metrics)
+        return metrics
+
+
 def _keys(cfg: DictConfig, names: RunNames, budget: int | None) -> dict[str, Any]:
     return {
         "experiment": names.experiment,
@@ -260,8 +322,17 @@ def _keys(cfg: DictConfig, names: RunNames, budget: int | None) -> dict[str, Any
         "budget": budget,
         "budget_per_class": None if cfg.get("budget") is not None
         else cfg.get("budget_per_class"),
-        "seed": int(cfg.seed),
+        "seed": _recorded_seed(cfg.get("seed")),
     }
+
+
+def _recorded_seed(seed: Any) -> Any:
+    """The seed as a record holds it: an int when valid, else as given (a run that failed
+    on a bad seed records that seed)."""
+    try:
+        return check_seed(seed)
+    except ValueError:
+        return seed
 
 
 def failure_record(cfg: DictConfig, names: RunNames, error: BaseException,

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from nfpf import device as nfpf_device
+from nfpf import kernels
 from nfpf.method import FALLBACK_CLUSTERS, NFPF, _is_int, pca_features
 from nfpf.rd import minmax_normalise
 from nfpf.selection import Pool
@@ -146,8 +148,10 @@ class NFPFPlus(NFPF):
         self._seed = int(seed)
         self.balance_labels_: np.ndarray | None = None
         t0 = time.perf_counter()
+        self._gpu = nfpf_device.compute_device(self.device, "selector.device")
         if self.rd_space == "pca":
-            Z = pca_features(pool.pixels(), self.rd_pca_components, self.batch_size)
+            Z = pca_features(pool.pixels(), self.rd_pca_components, self.batch_size,
+                             device=self._gpu)
             scale = float(np.abs(Z).max())
             if scale > 0:
                 Z /= scale
@@ -175,7 +179,7 @@ class NFPFPlus(NFPF):
                 self._seed_feats = X  # the same PCA (scaled: K-means is scale invariant)
             else:
                 self._seed_feats = pca_features(orig.pixels(), self.seed_pca_components,
-                                                self.batch_size)
+                                                self.batch_size, device=self._gpu)
         return self._seed_feats
 
     # --------------------------------------------------------------- helpers
@@ -195,9 +199,16 @@ class NFPFPlus(NFPF):
             n_clu = FALLBACK_CLUSTERS
         n_clu = int(min(n_clu, n))
         feats = self._seed_space(None, X, 0)
+        state = int(rng.integers(2**31 - 1))
+        if self._gpu is not None:
+            found = kernels.kmeans(feats, n_clu, n_init=3, max_iter=self.kmeans_max_iter,
+                                   seed=state, device=self._gpu)
+            dist = kernels.center_distances(feats, found.centers).cpu().numpy()
+            labels = dist.argmin(1)
+            self.info_["balance_clusters"] = n_clu
+            return labels, dist[np.arange(n), labels], n_clu
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            state = int(rng.integers(2**31 - 1))
             if n_clu > 500:  # as baselines.simple.KMeans: mini-batch for large K
                 km = MiniBatchKMeans(n_clusters=n_clu, n_init=3, batch_size=4096,
                                      random_state=state).fit(feats)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,10 @@ RUN_KEYS = (
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: it creates files 0600 whatever the umask, and results and caches
+    # on a shared disk must be readable by the umask's choice of users, like any other file.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -88,7 +91,8 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file and an atomic rename."""
+    """Write ``obj`` as JSON to ``path`` via a temporary file and an atomic rename (the
+    file's mode follows the umask)."""
     data = json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode()
     _atomic_write(Path(path), lambda handle: handle.write(data))
 

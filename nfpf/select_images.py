@@ -52,7 +52,7 @@ from nfpf.folder import (
     scan_folder,
 )
 from nfpf.results import config_hash, write_npy_atomic
-from nfpf.selection import Pool, Selector
+from nfpf.selection import Pool, Selector, check_seed
 
 __all__ = [
     "DEFAULT_URL_PREFIX",
@@ -455,7 +455,9 @@ def label_studio_tasks(
 ) -> list[dict[str, Any]]:
     """A Label Studio task list (its "basic Label Studio JSON format") for the picks.
 
-    Each task is ``{"data": {image_key: url, "rank": r}, "meta": {...}}``; ``url`` is
+    Each task is ``{"data": {image_key: url, "rank": r, "score": s}, "meta": {...}}``
+    (rank and score in ``data`` too, so that annotators see and sort by them as Data Manager
+    columns; ``score`` is None for picks without one); ``url`` is
     ``url_prefix`` + the image's path relative to ``document_root``, percent-encoded (``/``
     kept). With the default prefix, Label Studio serves the file from local storage when it
     runs with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
@@ -470,7 +472,7 @@ def label_studio_tasks(
         url = url_prefix + quote(_url_path(absolute, root), safe="/")
         score = None if score is None or not np.isfinite(score) else float(score)
         tasks.append({
-            "data": {image_key: url, "rank": int(rank)},
+            "data": {image_key: url, "rank": int(rank), "score": score},
             "meta": {"rank": int(rank), "score": score, "path": path, **dict(meta or {})},
         })
     return tasks
@@ -680,6 +682,10 @@ def select_images(
     # -- checks that need no reading
     budget = _check_budget(budget)
     try:
+        seed = check_seed(seed)
+    except ValueError as err:
+        raise SelectError(str(err)) from None
+    try:
         size = parse_image_size(image_size)
     except ValueError as err:
         raise SelectError(str(err)) from None
@@ -734,15 +740,15 @@ def select_images(
                 f"no images found in {input_path}: looked recursively for files ending in "
                 f"{', '.join(IMAGE_EXTENSIONS)} ({scan.n_ignored} other files ignored). "
                 f"Point input= at a folder that contains images.")
-        if budget > scan.n:
-            raise SelectError(f"budget={budget} is larger than the number of image files in "
-                              f"{input_path} ({scan.n}). Choose budget <= {scan.n}.")
-        if not _is_within(input_path, document_root):
+        # Label Studio's local-files storage must be a subfolder of its document root, so
+        # the root must be a strict parent of the input
+        if not _is_within(input_path, document_root) or input_path == document_root:
             raise SelectError(
                 f"the input folder {input_path} is not inside label_studio.document_root="
-                f"{document_root}; Label Studio URLs are paths relative to it. Set "
-                f"label_studio.document_root to a folder that contains the input (the value "
-                f"of LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT).")
+                f"{document_root}; Label Studio URLs are paths relative to it, and its "
+                f"local-files storage must be a subfolder of it. Set "
+                f"label_studio.document_root to a folder that contains the input folder "
+                f"(the value of LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), e.g. its parent.")
         log.info("found %d image files in %s (%d other files ignored)", scan.n, input_path,
                  scan.n_ignored)
         t0 = time.perf_counter()
@@ -833,7 +839,7 @@ def select_images(
     pool = Pool(features=X, images=pool_images, n_classes=n_classes)
     log.info("selecting %d of %d with %s", budget, pool.n, method)
     try:
-        indices = selector_obj.select(pool, budget, seed=int(seed))
+        indices = selector_obj.select(pool, budget, seed=seed)
     except ValueError as err:
         raise SelectError(f"{method}: {err}") from None
     scores = pick_scores(selector_obj, indices, pool.n)
@@ -854,7 +860,7 @@ def select_images(
         "selector": repr(selector_obj),
         "features": shown_features,
         "budget": budget,
-        "seed": int(seed),
+        "seed": seed,
         "n_classes": n_classes,
         "image_size": list(size),
         "mode": mode,
@@ -872,7 +878,7 @@ def select_images(
                     for r, i, s in zip(ranks, indices, scores, strict=True)))
         files["selection.csv"] = out / "selection.csv"
         if is_folder or absolute[0]:
-            meta = {"method": method, "seed": int(seed), "selected_by": "nfpf-select"}
+            meta = {"method": method, "seed": seed, "selected_by": "nfpf-select"}
             tasks = label_studio_tasks([absolute[i] for i in indices], ranks, scores.tolist(),
                                        [names[i] for i in indices], document_root,
                                        ls_opts.url_prefix, ls_opts.image_key, meta)

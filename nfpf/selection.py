@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Pool", "RankingSelector", "Selector", "as_pool", "candidate_subset",
-           "candidate_subset_size", "check_budget", "check_indices", "select_on_subset"]
+__all__ = ["MAX_SEED", "Pool", "RankingSelector", "Selector", "as_pool", "candidate_subset",
+           "candidate_subset_size", "check_budget", "check_indices", "check_seed",
+           "select_on_subset"]
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +121,49 @@ def as_pool(pool: Pool | np.ndarray, n_classes: int | None = None) -> Pool:
     return Pool(features=np.asarray(pool), n_classes=n_classes)
 
 
-def check_budget(budget: int, n: int) -> int:
-    """Validate a budget against a pool of ``n`` samples and return it as ``int``."""
-    if isinstance(budget, bool) or not float(budget).is_integer():
-        raise ValueError(f"budget must be a whole number of samples; got {budget!r}.")
-    budget = int(budget)
+#: The largest seed: what every random generator of the selectors accepts (numpy's legacy
+#: ``RandomState`` and scikit-learn's ``random_state`` stop at 2**32 - 1).
+MAX_SEED = 2**32 - 1
+
+
+def _as_whole(value: Any) -> int | None:
+    """``value`` as an ``int`` when it is a whole number (``3``, ``3.0``, ``"3"``; never a
+    bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not number.is_integer():
+        return None
+    return int(value) if isinstance(value, int | np.integer) else int(number)
+
+
+def check_seed(seed: Any) -> int:
+    """Validate a selection seed and return it as ``int``: a whole number in
+    ``[0, MAX_SEED]``.
+
+    The one rule for every selector, :func:`nfpf.select`, ``nfpf-run`` and ``nfpf-select``,
+    checked before any work.
+    """
+    value = _as_whole(seed)
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}; got {seed!r}. "
+                         f"Use e.g. seed=0.")
+    return value
+
+
+def check_budget(budget: Any, n: int, name: str = "budget") -> int:
+    """Validate a budget against a pool of ``n`` samples and return it as ``int``
+    (``name``: the option the value came from, for the error message)."""
+    value = _as_whole(budget)
+    if value is None:
+        raise ValueError(f"{name} must be a whole number of samples, e.g. {name}=10; "
+                         f"got {budget!r}.")
+    budget = value
     if budget <= 0:
-        raise ValueError(f"budget must be at least 1; got {budget}.")
+        raise ValueError(f"{name} must be at least 1; got {budget}.")
     if budget > n:
         raise ValueError(
             f"budget={budget} is larger than the pool ({n} samples). Choose a budget of at "
@@ -179,18 +216,20 @@ class Selector(ABC):
         budget : int
             Number of samples to select, 1 <= budget <= n.
         seed : int
-            Seed of the selection's random generator; the same seed gives the same indices.
+            Seed of the selection's random generator, from 0 to :data:`MAX_SEED`
+            (:func:`check_seed`); the same seed gives the same indices.
 
         Returns
         -------
         indices : ndarray of shape (budget,), int64
             Distinct indices into the pool, in the order the method chose them.
         """
+        seed = check_seed(seed)
         pool = as_pool(pool)
         budget = check_budget(budget, pool.n)
         self.info_ = {}
         self.history_ = []
-        indices = self._select(pool, budget, int(seed))
+        indices = self._select(pool, budget, seed)
         return check_indices(indices, budget, pool.n, who=type(self).__name__)
 
     @abstractmethod
@@ -238,11 +277,12 @@ class RankingSelector(Selector):
         ranking : ndarray of shape (m,), int64
             Distinct pool indices, ``budget <= m <= n``, best first.
         """
+        seed = check_seed(seed)
         pool = as_pool(pool)
         budget = check_budget(budget, pool.n)
         self.info_ = {}
         self.history_ = []
-        ranking = np.asarray(self._rank(pool, budget, int(seed)), dtype=np.int64)
+        ranking = np.asarray(self._rank(pool, budget, seed), dtype=np.int64)
         if ranking.size < budget:
             raise RuntimeError(f"{type(self).__name__} ranked {ranking.size} samples, fewer "
                                f"than the budget {budget}.")

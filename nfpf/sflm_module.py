@@ -15,12 +15,14 @@ sums. Use a dataset whose size is a multiple of the device count, or pass
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from nfpf.sflm import SFLM
+from nfpf.trainer import make_trainer
 
 __all__ = ["LightningReducer", "SFLMModule", "fit_sflm"]
 
@@ -140,7 +142,8 @@ class SFLMModule(pl.LightningModule):
         sflm._phase = "done"
 
 
-def fit_sflm(sflm: SFLM, dataloader: Any, **trainer_kwargs: Any) -> SFLM:
+def fit_sflm(sflm: SFLM, dataloader: Any, trainer: Mapping[str, Any] | None = None,
+             **trainer_kwargs: Any) -> SFLM:
     """Fit ``sflm`` from ``dataloader`` with a Lightning Trainer and return it.
 
     Parameters
@@ -149,10 +152,13 @@ def fit_sflm(sflm: SFLM, dataloader: Any, **trainer_kwargs: Any) -> SFLM:
         Unfitted (or to be refitted) model.
     dataloader : torch.utils.data.DataLoader
         Yields tensors of shape (batch, ...) or tuples whose first item is.
+    trainer : mapping, optional
+        ``pytorch_lightning.Trainer`` settings (the ``trainer`` config group); CPU, one
+        device when omitted. The Trainer is built by :func:`nfpf.trainer.make_trainer`:
+        logging, checkpointing, progress bar and model summary are off unless given.
     **trainer_kwargs
-        Passed to :class:`pytorch_lightning.Trainer` (e.g. ``accelerator``, ``devices``,
-        ``strategy``); logging, checkpointing, progress bar and model summary are off
-        unless given.
+        Further Trainer arguments (e.g. ``accelerator``, ``devices``, ``strategy``), over
+        ``trainer``.
 
     Returns
     -------
@@ -160,19 +166,11 @@ def fit_sflm(sflm: SFLM, dataloader: Any, **trainer_kwargs: Any) -> SFLM:
         The fitted model.
     """
     module = SFLMModule(sflm)
-    kwargs: dict[str, Any] = {
-        "max_epochs": module.n_epochs,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-    }
-    kwargs.update(trainer_kwargs)
-    trainer = pl.Trainer(**kwargs)
+    settings = {**(trainer or {}), **trainer_kwargs}
+    lightning = make_trainer(settings, module.n_epochs, progress=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*configure_optimizers.*returned `None`")
-        trainer.fit(module, train_dataloaders=dataloader)
+        lightning.fit(module, train_dataloaders=dataloader)
     if not module.sflm.is_fitted:
         if module.beta.numel():
             module._import()  # results came back through the state dict (ddp_spawn)

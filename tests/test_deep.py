@@ -560,13 +560,14 @@ def test_pipeline_refuses_strategies_that_relaunch_the_command(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from nfpf.api import CONFIG_DIR
-    from nfpf.deep.common import check_in_process_strategy
     from nfpf.pipeline import RunNames, run
+    from nfpf.trainer import check_in_process_strategy
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
             "experiment=single", "logger=none", "classifier=resnet18", trainer_override("ddp"),
-            "trainer.strategy=ddp", f"paths.output_dir={tmp_path}"])
+            "trainer.strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+            f"paths.output_dir={tmp_path}"])
     assert cfg.classifier.trainer.strategy == "ddp"
     with pytest.raises(ValueError, match=r"classifier.trainer.strategy='ddp' would start the "
                                          r"whole command again.*Use trainer=ddp"):
@@ -599,3 +600,122 @@ def test_ddp_sweep_under_joblib_workers(tmp_path):
         log_text = (path.parent / "run.log").read_text()
         assert "resnet18: epoch 1/1, train loss" in log_text
         assert "(batch 40 = 2 processes x 20)" in log_text
+
+
+_BROKEN_FD_SHARING = '''
+import os
+if os.environ.get("NFPF_TEST_BREAK_FD_SHARING"):
+    import torch.multiprocessing.reductions as reductions
+
+    def rebuild_storage_fd(*args, **kwargs):
+        raise RuntimeError("unable to resize file <filename not specified> to the right "
+                           "size: Invalid argument (22)")
+
+    reductions.rebuild_storage_fd = rebuild_storage_fd
+'''
+
+
+def _break_fd_sharing(tmp_path: Path, monkeypatch) -> None:
+    """Make torch's file-descriptor passing of CPU tensors fail in every process spawned
+    from now on, as it does in containers and VMs that break it (a ``sitecustomize`` on
+    their ``PYTHONPATH`` patches them at start-up)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BROKEN_FD_SHARING)
+    root = Path(__file__).resolve().parents[1]
+    paths = [str(site), str(root), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.setenv("NFPF_TEST_BREAK_FD_SHARING", "1")
+
+
+def test_ddp_spawn_does_not_depend_on_fd_passing_of_tensors(tmp_path, monkeypatch):
+    """Where passing CPU tensors by file descriptor is broken (the spawned worker died in
+    ``rebuild_storage_fd`` on a real GPU machine), the ResNet-18 and SimCLR fits under
+    ``ddp_spawn`` still run: the data travel as arrays, the remaining tensors (weights,
+    metrics) through shared-memory files, and the sharing strategy is put back."""
+    _break_fd_sharing(tmp_path, monkeypatch)
+    before = torch.multiprocessing.get_sharing_strategy()
+    x, y = _digits_images()
+    model = ResNetClassifier(epochs=1, batch_size=32, seed=0, trainer=DDP_CPU)
+    model.fit(x[:100], y[:100], eval_set=(x[1000:1051], y[1000:1051]))
+    assert len(model.step_losses_) == 4 and model.last_accuracy_ is not None
+    space = SimCLRFeatures(epochs=1, batch_size=32, seed=0, trainer=DDP_CPU)
+    assert space.fit_transform(x[:64]).shape == (64, 256)
+    # trainer=ddp on a machine with one GPU: ddp_spawn still starts a process
+    one = ResNetClassifier(epochs=1, batch_size=32, seed=0,
+                           trainer={**DDP_CPU, "devices": 1}).fit(x[:64], y[:64])
+    assert len(one.step_losses_) == 2
+    assert torch.multiprocessing.get_sharing_strategy() == before
+
+
+def test_image_classifier_on_a_feature_dataset_fails_before_any_work(tmp_path):
+    """A .mat feature set (vectors, no images) with classifier=resnet18: one clear error
+    before features, selection or result files."""
+    import scipy.io
+    from hydra import compose, initialize_config_dir
+
+    from nfpf.api import CONFIG_DIR
+    from nfpf.pipeline import RunNames, run
+
+    rng = np.random.default_rng(0)
+    scipy.io.savemat(tmp_path / "vectors.mat", {"X": rng.normal(size=(60, 7)),
+                                               "Y": np.repeat(np.arange(3), 20)[:, None]})
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "experiment=single", "logger=none", "dataset=mat",
+            f"dataset.file={tmp_path / 'vectors.mat'}", "classifier=resnet18",
+            "selector=random", "budget=6", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=r"classifier=resnet18 trains on images, but "
+                                         r"dataset=mat has feature vectors of shape \(7,\)"):
+        run(cfg, RunNames("test", "mat", "raw", "random", "resnet18"), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_simclr_weights_saved_in_parts_give_the_same_embedding_on_every_load(tmp_path):
+    """A trained network saved in float16 parts and loaded with epochs=0 embeds the pool
+    exactly as the float16-rounded network does, on every load; a file of another network
+    is refused."""
+    x, _ = _digits_images()
+    trained = SimCLRFeatures(epochs=1, batch_size=64, seed=0, normalize=None)
+    trained.fit(x[:128])
+    files = trained.save_weights(tmp_path / "net", part_bytes=200_000)
+    largest = max(v.numel() * 2 for v in trained.module_.state_dict().values()
+                  if isinstance(v, torch.Tensor))  # a tensor larger than a part: its own
+    assert len(files) > 1
+    assert all(f.stat().st_size < max(200_000, largest) + 65_536 for f in files)
+    first = SimCLRFeatures(epochs=0, weights=tmp_path / "net", normalize=None)
+    emb = first.fit_transform(x[:128])
+    again = SimCLRFeatures(epochs=0, weights=tmp_path / "net", normalize=None)
+    np.testing.assert_array_equal(again.fit_transform(x[:128]), emb)
+    # the float16 rounding of the weights moves the embedding only a little
+    np.testing.assert_allclose(emb, trained.transform(x[:128]), rtol=0.05, atol=0.02)
+    other = SimCLRFeatures(epochs=0, width=16, weights=tmp_path / "net")
+    with pytest.raises(ValueError, match="holds another network"):
+        other.fit(x[:64])
+    with pytest.raises(ValueError, match=r"no file saved by SimCLRFeatures\.save_weights"):
+        SimCLRFeatures(weights=tmp_path / "missing")
+
+
+def test_cifar10_deep_quick_end_to_end(data_root, tmp_path):
+    """experiment=cifar10_deep_quick on a subset (20 images per class): SimCLR on the pool,
+    4 selectors on its embedding, ResNet-18 on the picks' images and the linear probe on
+    their embeddings, then the report."""
+    cmd = [sys.executable, "-m", "experiments.run", "experiment=cifar10_deep_quick",
+           "logger=none", "dataset.max_per_class=20", f"paths.data_root={data_root}",
+           f"paths.output_dir={tmp_path}"]
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    paths = sorted(tmp_path.rglob("result.json"))
+    assert len(paths) == 16  # 4 selectors x 2 budgets x 2 classifiers, 1 seed
+    for path in paths:
+        record = json.loads(path.read_text())
+        indices = np.load(path.parent / "indices.npy")
+        assert record["status"] == "complete" and record["features"] == "simclr"
+        assert len(set(indices.tolist())) == len(indices) == record["budget"]
+        assert 0.0 <= record["metrics"]["accuracy"] <= 1.0
+        if record["classifier"] == "resnet18_quick":  # 3 epochs, tested at the end
+            assert [h["epoch"] for h in record["metrics"]["history"]] == [1, 2, 3]
+            assert record["metrics"]["history"][-1]["test_accuracy"] is not None
+    assert (tmp_path / "multirun" / "cifar10_deep_quick" / "report" / "report.md").is_file()

@@ -388,3 +388,25 @@ def test_memory_misses_when_seed_data_or_parameters_change(tmp_path):
 def test_bad_memory_is_rejected():
     with pytest.raises(ValueError, match="memory"):
         NFPF(memory=3)
+
+
+def test_sflm_input_features_reconstructs_the_embedding():
+    """sflm_input="features": the SFLMs model the pool's features, as NFPF does on a pool
+    that carries no images; the default models the pixels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    embedding = rng.normal(size=(len(digits.data), 12)).astype(np.float32)
+    with_images = Pool(features=embedding, images=(digits.images / 16.0).astype(np.float32),
+                       n_classes=10)
+    without = Pool(features=embedding, n_classes=10)
+    on_features = NFPF(progress=False, sflm_input="features", device="cpu")
+    picks = on_features.select(with_images, 40, seed=0)
+    np.testing.assert_array_equal(
+        picks, NFPF(progress=False, device="cpu").select(without, 40, seed=0))
+    assert on_features.info_["sflm_input"] == "features"
+    on_pixels = NFPF(progress=False, device="cpu").select(with_images, 40, seed=0)
+    assert not np.array_equal(picks, on_pixels)
+    with pytest.raises(ValueError, match="sflm_input must be one of"):
+        NFPF(sflm_input="embedding")

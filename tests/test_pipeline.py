@@ -88,8 +88,11 @@ def test_sweep_killed_and_rerun_finishes_without_duplicates(tmp_path):
 
 def test_failed_run_is_recorded_and_sweep_goes_on(tmp_path):
     out = tmp_path / "out"
-    # budget 2000 > digits pool (1257): the coreset run fails, the other budget runs.
-    nfpf_run("selector=coreset", "budget=20,2000", "budget_per_class=null", "seed=0", out=out)
+    # budget 2000 > digits pool (1257): the coreset run fails, the other budget runs; the
+    # sweep exits 1 after its report
+    proc = nfpf_run("selector=coreset", "budget=20,2000", "budget_per_class=null", "seed=0",
+                    out=out, check=False)
+    assert proc.returncode == 1
     sweep = out / "multirun" / "quickstart"
     failed = list(sweep.rglob("failed.json"))
     assert len(failed) == 1 and len(list(sweep.rglob("result.json"))) == 1

@@ -250,3 +250,37 @@ def test_unnormalised_features_use_plain_euclidean_balls():
     labels = KMeans(3, n_init=1, random_state=0).fit_predict(X)
     other = np.where(labels[None, :] != labels[:, None], D, np.inf).min(axis=1)
     assert purity_delta(X, labels, 0.9) == pytest.approx(np.sort(other)[15])
+
+
+# --- documented choices: open ball, lowest-index ties, normalisation ------------------------
+
+def test_a_pair_at_exactly_delta_is_not_an_edge():
+    # Open balls (||x_i - x_j|| < delta, the released code's `<`; a closed ball would join
+    # them). Unit vectors at 60 and 180 degrees: distances exactly 1 and 2 in floating point.
+    X = np.array([[1.0, 0.0], [0.5, np.sqrt(3.0) / 2.0], [-1.0, 0.0]])
+    assert delta_ball_graph(X, 1.0).toarray()[0, 1] == 0
+    assert delta_ball_graph(X, 1.0 + 1e-9).toarray()[0, 1] == 1
+    assert delta_ball_graph(X, 2.0).toarray()[0, 2] == 0
+    np.testing.assert_array_equal(delta_ball_graph(X, 1.0).toarray(), np.eye(3))
+
+
+def test_equal_coverage_ties_go_to_the_lowest_index():
+    # Two tight pairs of unit vectors (10 degrees apart, chord 0.17 < delta = 0.5; the pairs
+    # 80 degrees apart): every ball holds 2 samples. Pair members are at indices {1, 3} and
+    # {0, 2}; the greedy takes index 0 first, then the lowest index of the other pair, 1.
+    angles = np.deg2rad([90.0, 0.0, 100.0, 10.0])
+    X = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    np.testing.assert_array_equal(ProbCover(delta=0.5).select(X, 2, seed=0), [0, 1])
+
+
+def test_normalize_equals_hand_normalised_features_and_keeps_zero_rows_at_the_origin():
+    X, _ = _blobs(4, 30)
+    X[11] = 0.0  # no direction: stays at the origin, distance 1 from every unit row
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    by_hand = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+    D = cdist(by_hand, by_hand)
+    delta = _safe_delta(D, 0.1)
+    got = ProbCover(delta=delta).select(X, 8, seed=0)
+    np.testing.assert_array_equal(got, _brute_greedy(D < delta, 8))
+    np.testing.assert_array_equal(
+        got, ProbCover(delta=delta, normalize=False).select(by_hand, 8, seed=0))

@@ -423,3 +423,20 @@ def test_best_accuracy_metric_is_tabulated(tmp_path):
     assert sorted(collect_runs(tmp_path).complete["value"]) == [0.50, 0.55]
     with pytest.raises(ValueError, match="best_accuracy"):
         collect_runs(tmp_path, metric="f1")
+
+
+def test_cells_whose_seeds_picked_the_same_samples_are_marked(tmp_path):
+    # TED-like: every seed picks the same samples (accuracy too: ± 0.0 is no spread);
+    # random: other picks per seed, yet equal accuracies (± 0.0 by chance): not marked
+    same = np.arange(10)
+    for seed in range(3):
+        _plant(tmp_path, _record("ted", "linear_svc", 10, seed, 0.7,
+                                 selector_config={"_target_": "baselines.ted.TED"}), same)
+        _plant(tmp_path, _record("random", "linear_svc", 10, seed, 0.5),
+               np.arange(seed, seed + 10))
+    paths = build_report(tmp_path, tmp_path / "report")
+    rows = {line.split("|")[1].strip(): line for line in
+            paths.markdown.read_text().splitlines() if line.startswith("| ")}
+    assert "70.0 ± 0.0 †" in rows["ted"]
+    assert "50.0 ± 0.0" in rows["random"] and "†" not in rows["random"]
+    assert "†: every seed picked the same samples" in paths.markdown.read_text()

@@ -272,7 +272,7 @@ def test_typiclust_typicality_subset(blobs):
     exact = TypiClust().select(X, 40, seed=2)
     np.testing.assert_array_equal(TypiClust(typicality_subset=300).select(X, 40, seed=2), exact)
     # reached, one cluster and one pick: the most typical of the seeded sample of 50
-    sel = TypiClust(max_clusters=1, typicality_subset=50)
+    sel = TypiClust(max_clusters=1, typicality_subset=50, distance="euclidean", normalize=False)
     pick = sel.select(X, 1, seed=4)
     sample = np.sort(np.random.default_rng(4).choice(np.arange(300), size=50, replace=False))
     assert pick[0] == sample[np.argmax(knn_density(X[sample], 20))]

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -196,6 +197,8 @@ def test_cli_label_studio_json_has_documented_structure(photos, first_run):
         # Default document root: the folder holding the input, so the URL starts with its name.
         assert task["data"]["image"] == f"/data/local-files/?d=photos/{row['path']}"
         assert task["data"]["rank"] == int(row["rank"])
+        # the score is a Data Manager column too (K-means has none, like selection.csv)
+        assert task["data"]["score"] is None and row["score"] == ""
         assert task["meta"]["path"] == row["path"]
         assert task["meta"]["method"] == "kmeans"
 
@@ -227,14 +230,19 @@ def test_cli_rerun_with_another_budget_hits_the_cache(photos, first_run, referen
 
 
 def test_cli_errors_before_any_output(photos, tmp_path):
-    too_many = _run_cli([f"input={photos}", "budget=1000", "output=picks", "selector=random"],
-                        cwd=tmp_path)
+    too_many = _run_cli([f"input={photos}", "budget=1000", "output=picks", "selector=random",
+                         "cache=false"], cwd=tmp_path)
     assert too_many.returncode == 2
-    assert "budget=1000 is larger than the number of image files" in too_many.stderr
+    # the bound is the usable images (3 planted files are unreadable), not the files
+    usable, files = map(int, re.search(r"budget=1000 is larger than the number of usable "
+                                       r"images: (\d+) of (\d+)", too_many.stderr).groups())
+    assert usable == files - len(CORRUPT)
+    assert f"Choose budget <= {usable}." in too_many.stderr
+    assert f"<= {files}" not in too_many.stderr
     assert "Traceback" not in too_many.stderr
     unknown = _run_cli([f"input={photos}", "budget=5", "output=picks", "selector=nope"],
                        cwd=tmp_path)
-    assert unknown.returncode != 0
+    assert unknown.returncode == 2  # Hydra's own command-line errors are bad input too
     assert "selector/nope" in unknown.stderr and "coreset" in unknown.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -411,7 +419,8 @@ def test_label_studio_urls_are_relative_to_document_root_and_encoded(tmp_path):
     tasks = label_studio_tasks([str(tmp_path / "ds" / "a b#1.jpg")], [1], [float("nan")],
                                ["a b#1.jpg"], tmp_path, image_key="img",
                                url_prefix="http://host/files/")
-    assert tasks == [{"data": {"img": "http://host/files/ds/a%20b%231.jpg", "rank": 1},
+    assert tasks == [{"data": {"img": "http://host/files/ds/a%20b%231.jpg", "rank": 1,
+                               "score": None},
                       "meta": {"rank": 1, "score": None, "path": "a b#1.jpg"}}]
 
 
@@ -434,3 +443,20 @@ def test_default_selector_nfpf_reports_round_scores(photos, tmp_path):
     assert scored and all(np.isfinite(float(r["score"])) for r in scored)
     assert len(scored) < 30  # the initial seeds carry no RD score
     assert info  # NFPF reports its seeding and rounds
+
+
+def test_document_root_must_be_a_strict_parent_of_the_input(tmp_path):
+    # Label Studio accepts a local-files storage only below its document root, not at it
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 80, 0, 0)).save(folder / f"{i}.png")
+    with pytest.raises(SelectError, match="subfolder of it"):
+        select_images(folder, 2, tmp_path / "out", selector="random", cache=False,
+                      progress=False, label_studio={"document_root": folder})
+    assert not (tmp_path / "out").exists()
+    result = select_images(folder, 2, tmp_path / "out", selector="random", cache=False,
+                           progress=False, label_studio={"document_root": tmp_path})
+    tasks = json.loads((tmp_path / "out" / "label_studio.json").read_text())
+    assert [t["data"]["image"].split("?d=")[1].split("/")[0] for t in tasks] == ["imgs"] * 2
+    assert result is not None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from baselines._neighbors import knn_density, knn_distances
+from baselines._neighbors import knn_density, knn_distances, l2_normalize
 from baselines.typiclust import TypiClust
 from nfpf.selection import Pool
 
@@ -60,10 +60,10 @@ def test_knn_rejects_k_larger_than_pool_or_invalid(k):
 
 # --- TypiClust ------------------------------------------------------------------------------
 
-def _reference_typiclust(X, labels, budget, k_nn=20, min_size=5):
+def _reference_typiclust(X, labels, budget, k_nn=20, min_size=5, squared=True):
     """The released algorithm, written directly: static cycling order over usable clusters
-    sorted by size (descending), brute-force typicality among the cluster's unselected points.
-    Valid while no usable cluster runs out of samples."""
+    sorted by size (descending), brute-force typicality 1 / mean (squared) distance among the
+    cluster's unselected points. Valid while no usable cluster runs out of samples."""
     ids, sizes = np.unique(labels, return_counts=True)
     keep = sizes > min_size
     ids, sizes = ids[keep], sizes[keep]
@@ -73,25 +73,62 @@ def _reference_typiclust(X, labels, budget, k_nn=20, min_size=5):
     for i in range(budget):
         members = np.flatnonzero((labels == order[i % len(order)]) & ~taken)
         k = min(k_nn, len(members) // 2)
-        D = cdist(X[members], X[members])
+        D = cdist(X[members], X[members], "sqeuclidean" if squared else "euclidean")
         np.fill_diagonal(D, np.inf)
-        typicality = 1.0 / np.sort(D, axis=1)[:, :k].mean(axis=1)
+        typicality = 1.0 / (np.sort(D, axis=1)[:, :k].mean(axis=1) + 1e-5)
         pick = members[np.argmax(typicality)]
         taken[pick] = True
         out.append(pick)
     return np.array(out)
 
 
-@pytest.mark.parametrize("budget", [4, 12, 30])
-def test_typiclust_equals_reference_given_its_clusters(budget):
-    # Unequal blob sizes, so the "largest cluster first" order matters; budget 30 > 12 cycles.
+def _unequal_blobs():
+    # Unequal blob sizes, so the "largest cluster first" order matters.
     rng = np.random.default_rng(3)
-    X = np.concatenate([rng.normal(loc=10 * i, scale=1.0, size=(30 + 7 * i, 3))
-                        for i in range(6)])
+    return np.concatenate([rng.normal(loc=10 * i, scale=1.0, size=(30 + 7 * i, 3))
+                           for i in range(6)])
+
+
+@pytest.mark.parametrize("budget", [4, 12, 30])
+def test_typiclust_defaults_equal_released_reference_given_its_clusters(budget):
+    # Defaults: squared distances and L2-normalised features, as the released code. Budget
+    # 30 > 12 clusters cycles.
+    X = _unequal_blobs()
     sel = TypiClust(max_clusters=12)
     got = sel.select(X, budget, seed=0)
-    ref = _reference_typiclust(X, sel.cluster_labels_, budget)
+    unit = X / np.sqrt((X ** 2).sum(axis=1))[:, None]
+    ref = _reference_typiclust(unit, sel.cluster_labels_, budget, squared=True)
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_typiclust_each_option_equals_brute_force_reference(distance, normalize):
+    X = _unequal_blobs()
+    sel = TypiClust(max_clusters=12, distance=distance, normalize=normalize)
+    got = sel.select(X, 12, seed=1)
+    feats = X / np.linalg.norm(X, axis=1, keepdims=True) if normalize else X
+    ref = _reference_typiclust(feats, sel.cluster_labels_, 12, squared=distance == "squared")
+    np.testing.assert_array_equal(got, ref)
+    if not normalize:  # the clusters are K-means of the raw features
+        from sklearn.cluster import KMeans
+        km = KMeans(n_clusters=12, n_init="auto", random_state=1).fit_predict(X)
+        np.testing.assert_array_equal(sel.cluster_labels_, km)
+
+
+def test_squared_and_euclidean_typicality_pick_differently():
+    # One cluster of 40 Gaussian points on which the two typicalities disagree (seed 0): each
+    # option must pick the brute-force argmax of its own formula.
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    picks = {}
+    for distance, metric in (("squared", "sqeuclidean"), ("euclidean", "euclidean")):
+        D = cdist(X, X, metric)
+        np.fill_diagonal(D, np.inf)
+        expected = int(np.argmax(1.0 / np.sort(D, axis=1)[:, :20].mean(axis=1)))
+        picks[distance] = TypiClust(normalize=False, distance=distance,
+                                    max_clusters=1).select(X, 1, seed=0)[0]
+        assert picks[distance] == expected
+    assert picks["squared"] != picks["euclidean"]
 
 
 @pytest.mark.parametrize("budget", [8, 20])
@@ -106,7 +143,7 @@ def test_typiclust_picks_the_densest_point_of_a_cluster():
     core = rng.normal(scale=0.1, size=(50, 2))
     halo = rng.normal(scale=3.0, size=(50, 2))
     X = np.concatenate([core, halo])
-    idx = TypiClust().select(X, 1, seed=0)
+    idx = TypiClust(normalize=False).select(X, 1, seed=0)
     assert idx[0] < 50  # from the dense core, not the halo
 
 
@@ -147,3 +184,61 @@ def test_typiclust_bad_input():
         TypiClust(max_clusters=0)
     with pytest.raises(ValueError, match="n_init"):
         TypiClust(n_init=0)
+
+
+def _big_and_small_blobs():
+    """8 blobs of 40 samples and 3 of 3 samples, far apart; blob id per sample."""
+    rng = np.random.default_rng(6)
+    centres = rng.normal(scale=50.0, size=(11, 4))
+    sizes = [40] * 8 + [3] * 3
+    X = np.concatenate([c + rng.normal(scale=0.5, size=(m, 4))
+                        for c, m in zip(centres, sizes, strict=True)])
+    return X, np.repeat(np.arange(11), sizes)
+
+
+def test_small_cluster_rule_drops_clusters_with_a_recorded_warning(caplog):
+    X, blob = _big_and_small_blobs()
+    sel = TypiClust(normalize=False)
+    with caplog.at_level("WARNING", logger="baselines.typiclust"):
+        idx = sel.select(X, 11, seed=0)
+    # K = 11 clusters = the blobs; the 3 small ones get no pick, their 3 picks become second
+    # picks of big blobs.
+    assert set(blob[idx]) == set(range(8))
+    assert np.bincount(blob[idx], minlength=11)[:8].max() == 2
+    assert sel.info_["n_dropped_clusters"] == 3
+    assert len(sel.info_["warnings"]) == 1 and "min_cluster_size=5" in sel.info_["warnings"][0]
+    assert "min_cluster_size=5" in caplog.text
+
+
+def test_min_cluster_size_zero_gives_every_cluster_a_pick():
+    X, blob = _big_and_small_blobs()
+    sel = TypiClust(normalize=False, min_cluster_size=0)
+    idx = sel.select(X, 11, seed=0)
+    np.testing.assert_array_equal(np.bincount(blob[idx], minlength=11), np.ones(11))
+    assert sel.info_["n_dropped_clusters"] == 0 and sel.info_["warnings"] == []
+
+
+def test_l2_normalize_leaves_an_all_zero_row_at_the_origin():
+    X = np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]])
+    np.testing.assert_allclose(l2_normalize(X), [[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]])
+    assert l2_normalize(X.astype(np.float32)).dtype == np.float32
+
+
+def test_typiclust_normalize_with_an_all_zero_row_follows_the_documented_rule():
+    # normalize=True on a pool with an all-zero row: no NaN, the row stays at the origin,
+    # i.e. the picks equal those on hand-normalised features with that row kept at 0.
+    X, _ = _blobs(5, 20)
+    X[7] = 0.0
+    sel = TypiClust()
+    got = sel.select(X, 6, seed=0)
+    norms = np.sqrt((X ** 2).sum(axis=1))
+    by_hand = np.divide(X, norms[:, None], out=np.zeros_like(X), where=norms[:, None] > 0)
+    np.testing.assert_array_equal(got, TypiClust(normalize=False).select(by_hand, 6, seed=0))
+    assert sel.info_["n_zero_rows"] == 1
+
+
+def test_typiclust_rejects_bad_distance_and_normalize():
+    with pytest.raises(ValueError, match="distance"):
+        TypiClust(distance="cosine")
+    with pytest.raises(ValueError, match="normalize"):
+        TypiClust(normalize="yes")

@@ -144,3 +144,32 @@ def test_usl_bad_input():
                 {"n_iters": 0}, {"w": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             USL(**bad)
+
+
+# --- documented choices: horizon boundary, lowest-index ties, normalisation ------------------
+
+def test_a_pick_at_exactly_the_horizon_does_not_count():
+    # Released rule: squared distances >= horizon are ignored. Integer points: exact squares.
+    X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    labels = np.array([0, 1, 2])
+    got = usl_regularizer(X, np.array([1]), labels, alpha=0.5, horizon_dist=4.0)
+    np.testing.assert_allclose(got, [0.0, 0.0, 1.0])  # d² = 4 (ignored), 0 (same), 1
+
+
+def test_equal_scores_in_a_cluster_go_to_the_lowest_index():
+    # Two clusters of two points each; within a pair both points have the same density
+    # (each other's only neighbour, integer coordinates: exact), so each cluster's pick is its
+    # lower index. One round: no regulariser.
+    X = np.array([[100.0, 0.0], [0.0, 0.0], [101.0, 0.0], [1.0, 0.0]])
+    got = USL(k=1, n_iters=1, normalize=False).select(X, 2, seed=0)
+    assert sorted(got.tolist()) == [0, 1]
+
+
+def test_normalize_equals_hand_normalised_features_and_keeps_zero_rows_at_the_origin():
+    X, _ = _blobs(4, 15)
+    X[3] = 0.0
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    by_hand = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+    got = USL(k=10).select(X, 6, seed=0)
+    assert np.isfinite(X[got]).all()
+    np.testing.assert_array_equal(got, USL(k=10, normalize=False).select(by_hand, 6, seed=0))

@@ -1,9 +1,8 @@
-"""Helpers shared by the file-based loaders: errors, cache directory, subsampling, atomic saves."""
+"""Helpers shared by the file-based loaders: errors, cache directory, subsampling."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from nfpf.data.base import DATA_ROOT_ENV, DatasetNotFoundError
 __all__ = [
     "CACHE_DIR_ENV",
     "DatasetFormatError",
-    "atomic_save_npy",
     "default_cache_root",
     "missing_dataset",
     "require_path",
@@ -42,6 +40,12 @@ def missing_dataset(
                      f"(load_dataset({dataset!r}, download=True))")
     expected = f" ({what})" if what else ""
     root = Path(root).absolute()
+    if not path.is_relative_to(root):
+        # an absolute path the user gave: the data root played no part, so do not point there
+        return DatasetNotFoundError(
+            f"Dataset {dataset!r} not found: {path}{expected} does not exist. An absolute "
+            f"path is used as given; fix it, or give a path relative to the data root {root}."
+        )
     root_note = "" if root.is_dir() else ", which does not exist"
     return DatasetNotFoundError(
         f"Dataset {dataset!r} not found: looked for {path}{expected} under the data root "
@@ -96,18 +100,3 @@ def subsample_per_class(
             members = rng.choice(members, size=int(max_per_class), replace=False)
         keep.append(members)
     return np.sort(np.concatenate(keep)).astype(np.int64)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` (.npy) through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

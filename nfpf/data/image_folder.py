@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 from nfpf.data.base import Dataset, register_dataset
 from nfpf.data.common import (
     DatasetFormatError,
-    atomic_save_npy,
     default_cache_root,
     require_path,
     subsample_per_class,
 )
 from nfpf.data.splits import stratified_split
+from nfpf.results import write_npy_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _decoded_cached(
         logger.warning("ignoring an unreadable decoded-image cache %s", path)
     arr = _decode(files, size, mode, desc=f"decoding {tree.name}/{label}", progress=progress)
     try:
-        atomic_save_npy(path, arr)
+        write_npy_atomic(path, arr)
     except OSError as err:  # a read-only cache is not fatal
         logger.warning("could not write the decoded-image cache %s: %s", path, err)
     return arr

@@ -22,6 +22,12 @@ still differs from one process is handled here, once for :mod:`nfpf.deep.resnet`
   so the modules keep their training logs in ``get_extra_state``.
 - **Sweeps.** :func:`spawn_context` gives each ``ddp_spawn`` fit a start method its processes
   can adopt (not joblib's ``loky``) and a rendezvous port of its own (fits side by side).
+- **What travels to the workers.** ``ddp_spawn`` pickles the model and the data loaders to
+  its processes. Torch passes CPU tensors between processes as file descriptors of shared
+  memory, which containers and VMs often break (the worker dies in ``rebuild_storage_fd``).
+  The data therefore travel as numpy arrays (:class:`ArrayDataset`, copied into each
+  process), and the few tensors that remain (weights, metrics coming back) go through named
+  shared-memory files (torch's ``file_system`` sharing), in both directions, for the fit only.
 - **Logging.** A spawned process starts with logging unconfigured; :func:`capture_logging`
   and :func:`restore_logging` give rank 0 the caller's handlers (console, the run's log file),
   so per-epoch progress lines still appear.
@@ -39,12 +45,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from nfpf.deep.common import quiet_lightning, quiet_this_process
+from nfpf.device import gpu_memory_guard
+from nfpf.trainer import quiet_lightning, quiet_this_process
 
 __all__ = [
+    "ArrayDataset",
     "DistributedHooks",
     "batch_order",
     "broadcast_buffers",
@@ -78,12 +88,42 @@ def describe_batch(batch: int, world_size: int) -> str:
     return f"{batch} = {world_size} processes x {per_device_batch(batch, world_size)}"
 
 
-def fit_module(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None) -> None:
+def fit_module(trainer: Any, module: Any, train_loader: Any, val_loader: Any = None, *,
+               batch_option: str = "batch_size") -> None:
     """``trainer.fit(module, ...)`` quietly, with the caller's logging handed to ``module``
-    (a :class:`DistributedHooks`) and what ``ddp_spawn`` workers need (:func:`spawn_context`)."""
+    (a :class:`DistributedHooks`) and what ``ddp_spawn`` workers need (:func:`spawn_context`).
+    A GPU running out of memory is reported naming ``batch_option``, the config key that
+    bounds it (e.g. ``"features.batch_size"``)."""
     module.logging_setup = capture_logging()
-    with quiet_lightning(), spawn_context(trainer):
+    with gpu_memory_guard(type(module).__name__, batch_option), quiet_lightning(), \
+            spawn_context(trainer):
         trainer.fit(module, train_loader, val_loader)
+
+
+class ArrayDataset(Dataset):
+    """Samples held as numpy arrays, one item per row: ``(a[i], b[i], ...)`` as tensors.
+
+    The in-memory dataset of the deep models' loaders. Unlike a ``TensorDataset`` it pickles
+    by value, so ``ddp_spawn`` hands it to its processes without torch's shared-memory tensor
+    passing (see the module notes).
+
+    Parameters
+    ----------
+    *arrays : ndarray (or tensor, converted without copy when on the CPU) of equal length n
+    """
+
+    def __init__(self, *arrays: np.ndarray | torch.Tensor):
+        self.arrays = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+                       for a in arrays]
+        lengths = {len(a) for a in self.arrays}
+        if len(lengths) != 1:
+            raise ValueError(f"ArrayDataset arrays must have equal lengths; got {lengths}.")
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(np.array(a[index])) for a in self.arrays)
 
 
 def batch_order(seed: int, world_size: int) -> torch.Generator | None:
@@ -190,35 +230,52 @@ def spawn_context(trainer: Any) -> Iterator[None]:
 
     - A start method they can adopt: a spawned process first sets its parent's, which in a
       joblib (loky) sweep worker is ``loky``, unknown to it.
+    - Tensors passed through named shared-memory files, not file descriptors (see the
+      module notes); the workers set the same in :meth:`DistributedHooks.on_fit_start`.
     - A rendezvous port of their own: Lightning takes ``MASTER_PORT`` from the environment
       when it is set (it sets it itself on the first fit), so two fits running side by side
       in a sweep, or in processes that inherited the variable, would share one port.
 
-    Both are put back afterwards. A no-op for one process and for launchers that start the
-    script anew (their processes must share the parent's port).
+    All are put back afterwards. A no-op for fits that start no process and for launchers
+    that start the script anew (their processes must share the parent's port).
     """
     from lightning_fabric.plugins.environments.lightning import find_free_network_port
-    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
-    spawned = isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
-    if trainer.world_size == 1 or not spawned or trainer.num_nodes > 1:
+    # ddp_spawn starts its processes even for one device (trainer=ddp on a one-GPU machine)
+    if not spawns_processes(trainer) or trainer.num_nodes > 1:
         yield
         return
     method = multiprocessing.get_start_method(allow_none=True)
     foreign = method not in (None, "spawn", "fork", "forkserver")  # e.g. joblib's "loky"
     port = os.environ.get("MASTER_PORT")
+    sharing = torch.multiprocessing.get_sharing_strategy()
     if foreign:
         multiprocessing.set_start_method("spawn", force=True)
     os.environ["MASTER_PORT"] = str(find_free_network_port())
+    torch.multiprocessing.set_sharing_strategy(SPAWN_SHARING)
     try:
         yield
     finally:
+        torch.multiprocessing.set_sharing_strategy(sharing)
         if foreign:
             multiprocessing.set_start_method(method, force=True)
         if port is None:
             os.environ.pop("MASTER_PORT", None)
         else:
             os.environ["MASTER_PORT"] = port
+
+
+def spawns_processes(trainer: Any) -> bool:
+    """True when ``trainer``'s strategy spawns its processes (``ddp_spawn``, also for one
+    device): in the caller of the fit and in every process it started."""
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    strategy = getattr(trainer, "strategy", None)
+    return isinstance(getattr(strategy, "launcher", None), _MultiProcessingLauncher)
+
+
+#: torch's tensor sharing strategy while ``ddp_spawn`` processes run (see the module notes)
+SPAWN_SHARING = "file_system"
 
 
 class DistributedHooks:
@@ -236,10 +293,35 @@ class DistributedHooks:
     #: the caller's logging (:func:`capture_logging`), set before ``trainer.fit``
     logging_setup: dict[str, Any] | None = None
 
+    def record_step_loss(self, loss: torch.Tensor, size: int = 1) -> None:
+        """Keep a step's loss (and its batch size) on the device until the epoch ends:
+        reading it at once (``float(loss)``) would wait for the GPU at every step."""
+        if not hasattr(self, "_step_pending"):
+            self._step_pending: list[tuple[torch.Tensor, int]] = []
+        self._step_pending.append((loss.detach(), int(size)))
+
+    def flush_step_losses(self) -> tuple[list[float], list[int]]:
+        """The epoch's step losses as floats (one transfer) and their batch sizes, appended
+        to ``step_losses``; the pending list is emptied."""
+        pending = getattr(self, "_step_pending", [])
+        self._step_pending = []
+        if not pending:
+            return [], []
+        values = torch.stack([loss.float() for loss, _ in pending]).cpu().tolist()
+        self.step_losses.extend(values)
+        return values, [size for _, size in pending]
+
     def on_fit_start(self) -> None:
         rank = int(getattr(self.trainer, "global_rank", 0))
+        if spawns_processes(self.trainer):
+            # the tensors this worker sends back (metrics) must not travel by descriptor
+            torch.multiprocessing.set_sharing_strategy(SPAWN_SHARING)
         if rank == 0:
             restore_logging(self.logging_setup)
+        if self.device.type == "cuda" and int(getattr(self.trainer, "world_size", 1)) == 1:
+            # tensor-core convolutions run fastest channels-last; under DDP the parameters
+            # already sit in its gradient buckets, so the layout is left alone there
+            self.to(memory_format=torch.channels_last)
         quiet_this_process()  # already so inside quiet_lightning; a ddp_spawn worker
         self._generator = torch.Generator().manual_seed(int(self.hparams.seed) + 7919 * rank)
         self._t0 = time.perf_counter()

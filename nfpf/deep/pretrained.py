@@ -22,12 +22,12 @@ from torch.nn import functional as F
 from nfpf.deep.common import (
     as_image_tensor,
     fit_normalization,
-    inference_device,
     load_state_dict_file,
     resolve_weights,
     to_channels,
 )
 from nfpf.features import FeatureSpace
+from nfpf.trainer import inference_device
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PretrainedFeatures", "build_torchvision_backbone"]
 

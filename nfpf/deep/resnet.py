@@ -27,23 +27,20 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from nfpf.deep.backbones import resnet18_backbone
 from nfpf.deep.common import (
     as_image_tensor,
     fit_normalization,
-    inference_device,
-    make_trainer,
     normalize,
-    quiet_lightning,
     random_crop_flip,
     resolve_weights,
     seeded,
     to_channels,
-    trainer_settings,
 )
 from nfpf.deep.distributed import (
+    ArrayDataset,
     DistributedHooks,
     batch_order,
     broadcast_buffers,
@@ -53,6 +50,8 @@ from nfpf.deep.distributed import (
     per_device_batch,
     sum_over_ranks,
 )
+from nfpf.device import gpu_memory_guard
+from nfpf.trainer import inference_device, make_trainer, quiet_lightning, trainer_settings
 
 __all__ = ["ResNetClassifier", "ResNetModule"]
 
@@ -106,8 +105,6 @@ class ResNetModule(DistributedHooks, pl.LightningModule):
         self.step_losses: list[float] = []
         self.history: list[dict[str, Any]] = []
         self._generator: torch.Generator | None = None
-        self._loss_sum = 0.0
-        self._loss_count = 0
         self._val_index: list[torch.Tensor] = []
         self._val_correct: list[torch.Tensor] = []
         self._t0 = 0.0
@@ -126,11 +123,8 @@ class ResNetModule(DistributedHooks, pl.LightningModule):
         x, y = batch
         x = random_crop_flip(x, self.hparams.crop_padding, self.hparams.flip, self._generator)
         loss = F.cross_entropy(self(x), y)
-        value = float(loss.detach())
-        self.step_losses.append(value)
-        self._loss_sum += value * len(y)
-        self._loss_count += len(y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+        self.record_step_loss(loss, len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(y))
         return loss
 
@@ -156,9 +150,10 @@ class ResNetModule(DistributedHooks, pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        loss_sum, count = sum_over_ranks(self, [self._loss_sum, self._loss_count])
+        values, sizes = self.flush_step_losses()
+        weighted = sum(value * size for value, size in zip(values, sizes, strict=True))
+        loss_sum, count = sum_over_ranks(self, [weighted, sum(sizes)])
         loss = loss_sum / max(count, 1.0)  # the mean over all ranks
-        self._loss_sum, self._loss_count = 0.0, 0
         acc, self._pending_acc = self._pending_acc, None
         self.history.append({"epoch": epoch, "train_loss": loss, "test_accuracy": acc,
                              "lr": self._epoch_lr})
@@ -332,7 +327,7 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
         # BatchNorm cannot train on a batch of one sample: drop such a last batch.
         drop_last = shard > device_batch and shard % device_batch == 1
         loader = DataLoader(
-            TensorDataset(images, torch.as_tensor(codes, dtype=torch.long)),
+            ArrayDataset(images, codes.astype(np.int64)),
             batch_size=device_batch, shuffle=True, drop_last=drop_last,
             num_workers=int(self.num_workers), generator=batch_order(int(self.seed), world))
         val_loader = None
@@ -341,8 +336,8 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
             lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
             test_codes = np.array([lookup.get(v, -1) for v in np.asarray(eval_set[1]).tolist()])
             val_loader = DataLoader(
-                TensorDataset(test_x, torch.as_tensor(test_codes, dtype=torch.long),
-                              torch.arange(len(test_x))),
+                ArrayDataset(test_x, test_codes.astype(np.int64),
+                             np.arange(len(test_x), dtype=np.int64)),
                 batch_size=int(self.eval_batch_size), shuffle=False,
                 num_workers=int(self.num_workers))
         steps = shard // device_batch if drop_last else -(-shard // device_batch)
@@ -354,7 +349,8 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
                 len(self.classes_), bool(self.cifar_stem), float(self.dropout), float(self.lr),
                 float(self.momentum), float(self.weight_decay), int(self.epochs), mean, std,
                 int(self.crop_padding), bool(self.flip), int(self.seed), weights_path=path)
-            fit_module(trainer, self.module_, loader, val_loader)
+            fit_module(trainer, self.module_, loader, val_loader,
+                       batch_option="classifier.batch_size")
         self.module_.eval()
         self.step_losses_ = list(self.module_.step_losses)
         self.history_ = list(self.module_.history)
@@ -378,8 +374,9 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
         images = as_image_tensor(X, "classifier=resnet18")
         device = inference_device(self.trainer)
         self.module_.eval().to(device)
-        out = [self.module_(chunk.to(device)).float().cpu()
-               for chunk in images.split(int(self.eval_batch_size))]
+        with gpu_memory_guard("ResNet-18 inference", "classifier.eval_batch_size"):
+            out = [self.module_(chunk.to(device)).float().cpu()
+                   for chunk in images.split(int(self.eval_batch_size))]
         return torch.cat(out).numpy()
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -16,8 +16,10 @@ generator, so a CPU run is deterministic.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,21 +27,19 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from nfpf.deep.backbones import BACKBONES, build_backbone
 from nfpf.deep.common import (
     as_image_tensor,
     color_jitter,
     fit_normalization,
-    inference_device,
-    make_trainer,
     normalize,
-    quiet_lightning,
     random_resized_crop_flip,
     seeded,
 )
 from nfpf.deep.distributed import (
+    ArrayDataset,
     DistributedHooks,
     batch_order,
     describe_batch,
@@ -47,9 +47,11 @@ from nfpf.deep.distributed import (
     gather_batch,
     per_device_batch,
 )
+from nfpf.device import gpu_memory_guard
 from nfpf.features import FeatureSpace
+from nfpf.trainer import inference_device, make_trainer, quiet_lightning
 
-__all__ = ["NORMALIZE", "SimCLRFeatures", "SimCLRModule", "embed", "nt_xent"]
+__all__ = ["NORMALIZE", "SimCLRFeatures", "SimCLRModule", "embed", "nt_xent", "weight_files"]
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,6 @@ class SimCLRModule(DistributedHooks, pl.LightningModule):
         self.step_losses: list[float] = []
         self.epoch_losses: list[float] = []
         self._generator: torch.Generator | None = None
-        self._epoch_sum = 0.0
-        self._epoch_count = 0
         self._t0 = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,18 +147,15 @@ class SimCLRModule(DistributedHooks, pl.LightningModule):
         z1 = gather_batch(self, self.projector(self(v1)))
         z2 = gather_batch(self, self.projector(self(v2)))
         loss = nt_xent(z1, z2, self.hparams.temperature)
-        value = float(loss.detach())
-        self.step_losses.append(value)
-        self._epoch_sum += value
-        self._epoch_count += 1
-        self.log("simclr_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.record_step_loss(loss)
+        self.log("simclr_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
         # the loss of a step is already that of the global batch: equal on every rank
-        mean = self._epoch_sum / max(self._epoch_count, 1)
+        values, _ = self.flush_step_losses()
+        mean = sum(values) / max(len(values), 1)
         self.epoch_losses.append(mean)
-        self._epoch_sum, self._epoch_count = 0.0, 0
         epoch = self.current_epoch + 1
         total = self.hparams.epochs
         if self.trainer.global_rank == 0 and (
@@ -179,8 +176,24 @@ def embed(module: nn.Module, images: torch.Tensor, batch_size: int,
     """``module(images)`` in eval mode, in batches on ``device``; float32 (n, d) on the CPU."""
     module.eval()
     module.to(device)
-    out = [module(chunk.to(device)).float().cpu() for chunk in images.split(batch_size)]
+    with gpu_memory_guard("SimCLR embedding", "features.embed_batch_size"):
+        out = [module(chunk.to(device)).float().cpu() for chunk in images.split(batch_size)]
     return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def network_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of ``module``'s state dict (not its training logs)."""
+    return {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def weight_files(path: str | os.PathLike) -> list[Path]:
+    """The files :meth:`SimCLRFeatures.save_weights` wrote at ``path`` (in part order)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    parts = sorted(path.glob("part-*.pt"), key=lambda p: int(p.stem.split("-")[1])) \
+        if path.is_dir() else []
+    return parts
 
 
 class SimCLRFeatures(FeatureSpace):
@@ -225,6 +238,11 @@ class SimCLRFeatures(FeatureSpace):
         ``pytorch_lightning.Trainer`` settings (accelerator, devices, strategy, precision,
         ...); CPU, 1 device, float32 when omitted.
     embed_batch_size : int, default 1024
+    weights : path, optional
+        A network saved by :meth:`save_weights` (a file, or a directory of its parts),
+        loaded before training; with ``epochs=0`` the embeddings are that network's. This is
+        how a run continues on another machine, or in a later session, from the trained
+        network (megabytes) rather than from its embeddings.
     progress : bool, default False
         Lightning's progress bar (epoch losses are logged either way).
     seed : int, default 0
@@ -255,7 +273,8 @@ class SimCLRFeatures(FeatureSpace):
                  mean: Sequence[float] | str = (0.5,), std: Sequence[float] | str = (0.5,),
                  normalize: str | None = "standardize",
                  trainer: Mapping[str, Any] | None = None, embed_batch_size: int = 1024,
-                 progress: bool = False, seed: int = 0):
+                 weights: str | os.PathLike | None = None, progress: bool = False,
+                 seed: int = 0):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {list(BACKBONES)}; got {backbone!r}.")
         if normalize not in NORMALIZE:
@@ -300,8 +319,55 @@ class SimCLRFeatures(FeatureSpace):
         self.normalize = normalize
         self.trainer = trainer
         self.embed_batch_size = int(embed_batch_size)
+        self.weights = None if weights is None else str(weights)
+        if self.weights is not None and not weight_files(self.weights):
+            raise ValueError(f"features.weights={self.weights}: no file saved by "
+                             f"SimCLRFeatures.save_weights there (a .pt file or a directory "
+                             f"of part-*.pt files); set weights=null to train from scratch.")
         self.progress = bool(progress)
         self.seed = int(seed)
+
+    def save_weights(self, path: str | os.PathLike, part_bytes: int | None = None
+                     ) -> list[Path]:
+        """Save the trained network (backbone, projector, buffers) in float16.
+
+        The embeddings of a network loaded from these files (``weights=path``) are those of
+        the float16-rounded weights, the same on every load.
+
+        Parameters
+        ----------
+        path : path
+            A file (one part), or with ``part_bytes`` a directory of ``part-<i>.pt`` files.
+        part_bytes : int, optional
+            Largest size of one part (e.g. what a file transfer allows); a tensor larger
+            than that gets a part of its own.
+
+        Returns
+        -------
+        The files written.
+        """
+        if not hasattr(self, "module_"):
+            raise RuntimeError("SimCLRFeatures: nothing to save; call fit first.")
+        state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+                 for k, v in network_state(self.module_).items()}
+        if part_bytes is None:
+            torch.save(state, path)
+            return [Path(path)]
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        parts: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for key, value in state.items():
+            nbytes = value.numel() * value.element_size()
+            if parts[-1] and size + nbytes > part_bytes:
+                parts.append({})
+                size = 0
+            parts[-1][key] = value
+            size += nbytes
+        written = [folder / f"part-{i}.pt" for i in range(len(parts))]
+        for part, target in zip(parts, written, strict=True):
+            torch.save(part, target)
+        return written
 
     def fit(self, pool: np.ndarray) -> SimCLRFeatures:
         """Train on the pool's [0, 1] images (n, C, H, W) (and fit the output scaling)."""
@@ -341,19 +407,33 @@ class SimCLRFeatures(FeatureSpace):
                 self.temperature, self.lr, self.weight_decay, self.epochs, mean, std,
                 self.crop_scale, self.jitter, self.hue, self.jitter_p, self.grey_p,
                 self.seed)
+            if self.weights is not None:
+                state = {}
+                for file in weight_files(self.weights):
+                    state.update(torch.load(file, map_location="cpu", weights_only=True))
+                own = network_state(self.module_)
+                if {k: v.shape for k, v in state.items()} != {k: v.shape
+                                                              for k, v in own.items()}:
+                    raise ValueError(
+                        f"features.weights={self.weights} holds another network (other "
+                        f"tensor names or shapes): give the backbone, width and stem_stride "
+                        f"it was trained with.")
+                self.module_.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
+                                             strict=False)  # the training logs stay empty
+                log.info("simclr: network loaded from %s", self.weights)
             if self.epochs > 0:
                 with quiet_lightning():
                     trainer = make_trainer(self.trainer, self.epochs, self.progress)
                 world = int(trainer.world_size)
                 batch = min(self.batch_size, len(train))  # the global batch
                 device_batch = per_device_batch(batch, world)
-                loader = DataLoader(TensorDataset(train), batch_size=device_batch, shuffle=True,
+                loader = DataLoader(ArrayDataset(train), batch_size=device_batch, shuffle=True,
                                     drop_last=True, generator=batch_order(self.seed, world))
                 steps = -(-len(train) // world) // device_batch
                 log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %s)",
                          self.backbone, len(train), self.epochs, steps,
                          describe_batch(batch, world))
-                fit_module(trainer, self.module_, loader)
+                fit_module(trainer, self.module_, loader, batch_option="features.batch_size")
         self.step_losses_ = list(self.module_.step_losses)
         self.epoch_losses_ = list(self.module_.epoch_losses)
 

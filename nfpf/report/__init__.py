@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nfpf.report.collect import GROUP_KEYS, RunSet, collect_runs
+from nfpf.report.collect import GROUP_KEYS, LABELS_MARK, RunSet, collect_runs, mark_label_using
 from nfpf.report.stats import (
     auc_table,
     average_ranks,
@@ -256,6 +256,40 @@ def _latex_document(tables: list[Table]) -> str:
             f"{body}\n\\end{{document}}\n")
 
 
+#: The note of every table holding label-using rows.
+LABELS_NOTE = (f"{LABELS_MARK}: the selection read labels (supervised active learning al/*, "
+               "or every pool label: al/full); a reference for UAL, not a UAL method.")
+
+#: UAL selectors compared against every label-using one in their own win/tie/loss tables.
+AL_REFERENCES = ("nfpf", "nfpf_plus")
+
+
+def _versus_label_using(complete: pd.DataFrame, label_using: list[str], alpha: float,
+                        scope: tuple[str, ...], out: Path, csvs: dict[str, Path]
+                        ) -> list[Table]:
+    """Win/tie/loss of NFPF and NFPF+ against each label-using row (one table each); the
+    tests and counts also go to ``wilcoxon_al_<ref>.csv`` and ``wtl_al_<ref>.csv``."""
+    tables = []
+    present = set(complete["selector"])
+    for ref in AL_REFERENCES:
+        if ref not in present or not label_using:
+            continue
+        tests = paired_tests(complete[complete["selector"].isin([ref, *label_using])], ref,
+                             alpha)
+        if tests.empty:
+            continue
+        summary = wtl_summary(tests, scope)
+        csvs[f"wilcoxon_al_{ref}"] = out / f"wilcoxon_al_{ref}.csv"
+        csvs[f"wtl_al_{ref}"] = out / f"wtl_al_{ref}.csv"
+        tests.to_csv(csvs[f"wilcoxon_al_{ref}"], index=False)
+        summary.to_csv(csvs[f"wtl_al_{ref}"], index=False)
+        table = wtl_table(summary, ref, alpha, int(tests["n_pairs"].max()))
+        table.name, table.title = f"wtl_al_{ref}", f"{ref} against supervised AL"
+        table.note += " " + LABELS_NOTE
+        tables.append(table)
+    return tables
+
+
 def build_report(root: str | Path, out_dir: str | Path | None = None, *,
                  reference: str | None = DEFAULT_REFERENCE, alpha: float = 0.05,
                  metric: str = "accuracy", figures: bool = True,
@@ -293,6 +327,11 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, *,
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "report"
     runs = collect_runs(root, metric=metric)
+    # Selections that read labels (supervised AL, the full pool) are marked in every table
+    # and figure: they are references for UAL, not UAL methods.
+    runs.complete, label_using = mark_label_using(runs.complete)
+    if reference is not None and f"{reference} {LABELS_MARK}" in label_using:
+        reference = f"{reference} {LABELS_MARK}"
     complete = runs.complete
     log.info("report: %d complete, %d failed, %d incomplete runs below %s", len(complete),
              len(runs.failed), len(runs.incomplete), root)
@@ -351,7 +390,11 @@ def build_report(root: str | Path, out_dir: str | Path | None = None, *,
         skipped_tab.note = ("Runs the sweep skipped on purpose (e.g. a budget larger than the "
                             "dataset's pool); they are not failures.")
     incomplete_tab = _incomplete_table(runs, root) if runs.incomplete else None
-    summary_tables = [t for t in (overall, wtl_tab, auc_groups) if t is not None]
+    al_tabs = _versus_label_using(complete, label_using, alpha, scope, out, csvs)
+    if label_using:
+        for table in (*per_group, *(t for t in (overall, auc_groups) if t is not None)):
+            table.note = (table.note + " " + LABELS_NOTE).strip()
+    summary_tables = [t for t in (overall, wtl_tab, *al_tabs, auc_groups) if t is not None]
     paper_tables = [*per_group, *summary_tables]
 
     latex_dir = out / "latex"

@@ -9,6 +9,7 @@ that hold neither ``result.json`` nor ``failed.json``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from nfpf.results import FAILED_FILE, RESULT_FILE, load_runs, read_json
+from nfpf.results import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs, read_json
 
-__all__ = ["GROUP_KEYS", "METRICS", "RunSet", "collect_runs", "find_incomplete",
-           "shipped_config", "variant_labels"]
+__all__ = ["GROUP_KEYS", "LABELS_MARK", "METRICS", "RunSet", "collect_runs",
+           "find_incomplete", "mark_label_using", "shipped_config", "variant_labels"]
 
 #: Metrics a report can tabulate (``nfpf-report --metric``).
 METRICS = ("accuracy", "balanced_accuracy", "best_accuracy")
@@ -48,7 +50,8 @@ class RunSet:
         One row per complete run (after duplicates are dropped): :data:`GROUP_KEYS`,
         ``selector`` (the variant label, see :func:`variant_labels`), ``budget``,
         ``budget_per_class``, ``seed``, ``value`` (the reported metric), ``accuracy``,
-        ``balanced_accuracy``, ``classes_covered``, ``n_classes``, ``run_dir``, ``created``.
+        ``balanced_accuracy``, ``classes_covered``, ``n_classes``, ``label_using`` (the
+        selection read labels: supervised AL, the full pool), ``run_dir``, ``created``.
     failed : DataFrame
         Runs with a ``failed.json`` (or an unreadable file): keys, ``error``, ``run_dir``.
     skipped : DataFrame
@@ -172,6 +175,31 @@ def find_incomplete(root: Path) -> list[Path]:
     return out
 
 
+def picks_digest(run_dir: str | Path) -> str | None:
+    """A digest of a run's picks (its ``indices.npy``; None when unreadable): equal digests,
+    equal picks in the same order."""
+    try:
+        indices = np.load(Path(run_dir) / INDICES_FILE)
+    except (OSError, ValueError):
+        return None
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+#: Appended to the name of a selector whose selection read labels (supervised AL, al/full).
+LABELS_MARK = "‡"
+
+
+def mark_label_using(complete: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``complete`` with :data:`LABELS_MARK` appended to the selector of every label-using
+    run (column ``label_using``), and the marked names, sorted."""
+    if "label_using" not in complete or not complete["label_using"].any():
+        return complete, []
+    marked = complete.copy()
+    using = marked["label_using"].to_numpy(dtype=bool)
+    marked.loc[using, "selector"] = marked.loc[using, "selector"] + f" {LABELS_MARK}"
+    return marked, sorted(marked.loc[using, "selector"].unique())
+
+
 def _read_extras(run_dir: str) -> dict[str, Any]:
     try:
         record = read_json(Path(run_dir) / RESULT_FILE)
@@ -181,8 +209,11 @@ def _read_extras(run_dir: str) -> dict[str, Any]:
     return {
         "n_classes": record.get("n_classes"),
         "created": record.get("created"),
+        "picks": picks_digest(run_dir),
         "dataset_config": config.get("dataset"),
         **{f"{section}_config": config.get(section) for section in _VARIANT_SECTIONS},
+        # supervised AL (and the full-pool bound) read labels while selecting
+        "label_using": bool((record.get("selection") or {}).get("label_using", False)),
     }
 
 
@@ -212,7 +243,7 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     failed = runs[~runs["status"].isin(["complete", "skipped"])].copy().reset_index(drop=True)
     skipped = runs[runs["status"] == "skipped"].copy().reset_index(drop=True)
     extras = pd.DataFrame([_read_extras(d) for d in complete["run_dir"]], index=complete.index)
-    for column in ("n_classes", "created", "dataset_config",
+    for column in ("n_classes", "created", "picks", "dataset_config", "label_using",
                    *(f"{s}_config" for s in _VARIANT_SECTIONS)):
         complete[column] = extras[column] if column in extras else None
     for column, section in _VARIANT_SECTIONS.items():
@@ -223,6 +254,7 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     complete["value"] = pd.to_numeric(complete[metric], errors="coerce")
     complete["budget"] = pd.to_numeric(complete["budget"], errors="coerce")
     complete["experiment"] = complete["experiment"].fillna("default")
+    complete["label_using"] = complete["label_using"].eq(True)
 
     dataset_configs: dict[tuple[str, str], dict[str, Any]] = {}
     for row in complete.itertuples():
@@ -247,7 +279,7 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
         except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
             expected = None
     keep = [*ident, "budget_per_class", "value", "accuracy", "balanced_accuracy",
-            "classes_covered", "n_classes", "run_dir", "created"]
+            "classes_covered", "n_classes", "picks", "label_using", "run_dir", "created"]
     return RunSet(complete=complete[keep], failed=failed, incomplete=incomplete,
                   duplicates=duplicates, skipped=skipped, dataset_configs=dataset_configs,
                   expected_total=expected, metric=metric)

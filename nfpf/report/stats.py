@@ -58,22 +58,29 @@ def cell_stats(complete: pd.DataFrame) -> pd.DataFrame:
     ----------
     complete : DataFrame
         Columns :data:`CELL_KEYS`, ``selector``, ``seed``, ``value`` and optionally
-        ``budget_per_class`` (one row per run).
+        ``budget_per_class`` and ``picks`` (a digest of the run's picks) (one row per run).
 
     Returns
     -------
-    DataFrame with columns ``*CELL_KEYS, selector, budget_per_class, mean, std, n``.
+    DataFrame with columns ``*CELL_KEYS, selector, budget_per_class, mean, std, n,
+    same_picks``; ``same_picks``: every seed of the cell (two or more) picked the same
+    samples, so its spread is the classifier's alone (e.g. TED, whose seed only draws a
+    candidate subset above ``max_candidates``).
     """
     keys = [*CELL_KEYS, "selector"]
     frame = complete.copy()
     if "budget_per_class" not in frame:
         frame["budget_per_class"] = np.nan
+    if "picks" not in frame:
+        frame["picks"] = None
     grouped = frame.groupby(keys, dropna=False, sort=True)
     table = grouped.agg(
         budget_per_class=("budget_per_class", "first"),
         mean=("value", "mean"),
         std=("value", lambda v: v.std(ddof=1)),
         n=("value", "count"),
+        same_picks=("picks", lambda p: bool(len(p) > 1 and p.notna().all()
+                                             and p.nunique() == 1)),
     )
     return table.reset_index()
 

@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 DASH = "–"
+#: Marks a cell whose seeds all picked the same samples (see the table's note).
+SAME_PICKS_MARK = "†"
 
 
 @dataclass
@@ -94,7 +96,7 @@ def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
             _budget_header(b, block.loc[block["budget"] == b, "budget_per_class"])
             for b in budgets]
         rows, bold = [], []
-        fewer = False
+        fewer = same = False
         for selector in selectors:
             row, mask = [selector], [False]
             for budget in budgets:
@@ -106,6 +108,9 @@ def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
                 text = _pct(cell["mean"])
                 if int(cell["n"]) > 1:
                     text += f" ± {_pct(cell['std'])}"
+                if bool(cell.get("same_picks", False)):
+                    text += f" {SAME_PICKS_MARK}"
+                    same = True
                 if int(cell["n"]) < n_max:
                     text += f" (n={int(cell['n'])})"
                     fewer = True
@@ -118,6 +123,10 @@ def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
                 "labelled samples.")
         if fewer:
             note += " (n=k): only k seeds completed in that cell."
+        if same:
+            note += (f" {SAME_PICKS_MARK}: every seed picked the same samples (the selection "
+                     "does not depend on the seed here, e.g. TED on a pool within "
+                     "max_candidates), so the ± is the classifier's variation only.")
         tables.append(Table(name=slug("table_" + "_".join(map(str, group))),
                             title=group_title(group, show_experiment), header=header,
                             rows=rows, bold=bold, note=note, key=tuple(group)))
@@ -268,7 +277,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--", "·": "/",
                   "∅": r"$\emptyset$", "≥": r"$\geq$", "−": "-", "<": r"$<$",
-                  ">": r"$>$"}
+                  ">": r"$>$", "†": r"$^\dagger$",
+                  "‡": r"$^\ddagger$"}
 
 
 def latex_escape(text: str) -> str:

@@ -1,0 +1,196 @@
+"""``nfpf-run`` as a command-line tool, through a subprocess: exit statuses, one-line errors,
+quiet output, workers that die with their parent, and two sweeps sharing one output
+directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+# A run that lasts (a Lightning linear head trained for many epochs) for the tests that kill
+# or share a sweep part-way.
+SLOW_RUN = ["classifier=lightning_linear", "classifier.epochs=100000"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **extra}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def nfpf_run(*args: str, out: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args, f"paths.output_dir={out}"],
+        cwd=out.parent, env=_env(**env), capture_output=True, text=True, timeout=600)
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- exit status
+
+
+def test_sweep_with_a_failed_run_exits_1_after_its_report(tmp_path):
+    out = tmp_path / "out"
+    proc = nfpf_run("selector=random", "seed=0,-1", "budget_per_class=1",
+                    "hydra/launcher=basic", out=out)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    report = out / "multirun" / "quickstart" / "report" / "report.md"
+    assert report.is_file() and "seed must be" in report.read_text()
+    assert "Report:" in proc.stdout
+
+
+def test_quiet_sweep_exits_0_and_prints_progress_table_and_report_only(tmp_path):
+    out = tmp_path / "out"
+    # the quickstart's joblib launcher: 2 worker processes
+    proc = nfpf_run("selector=random,kmeans", "seed=0", "budget_per_class=1", out=out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _lines(proc.stderr) == []  # no Hydra deprecation warning, from any process
+    assert not re.search(r"#\d+ : ", proc.stdout)  # no job list
+    assert "sweep progress: 2/2" in proc.stdout and "Report:" in proc.stdout
+    # -v adds the launcher's job list (the second sweep skips both runs: complete)
+    verbose = nfpf_run("-v", "selector=random,kmeans", "seed=0", "budget_per_class=1",
+                       "hydra/launcher=basic", out=out)
+    assert verbose.returncode == 0 and _lines(verbose.stderr) == []
+    assert len(re.findall(r"#\d+ : ", verbose.stdout)) == 2
+    assert verbose.stdout.count("skip (already complete)") == 2
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["budget=-5"], "budget must be at least 1"),
+    (["budget=5000"], "Choose budget <= 1257"),
+    (["budget_per_class=abc"], "budget_per_class must be a whole number"),
+    (["budget=10", "features=pca", "features.n_components=5000"], "features.n_components <="),
+    (["budget=10", "seed=-1"], "seed must be a whole number"),
+    (["budget=10", "selector=typiclust", "+selector.distanse=2"], "unknown option 'distanse'"),
+    (["budget=10", "selector=nope"], "Could not find 'selector/nope'"),
+])
+def test_user_errors_are_short_without_traceback_and_exit_2(tmp_path, overrides, key):
+    proc = nfpf_run("experiment=single", *overrides, out=tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert key in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if "selector=nope" not in overrides:  # Hydra's own error also lists the known options
+        assert len(_lines(proc.stderr)) <= 2, proc.stderr
+
+
+def test_debug_keeps_the_traceback(tmp_path):
+    proc = nfpf_run("--debug", "experiment=single", "budget=0", out=tmp_path / "out")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "budget must be at least 1" in proc.stderr
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1,2",
+         "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: len(_busy_run_logs(out)) >= 1, proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 130
+    assert _lines(err) == ["nfpf-run: interrupted; 0 runs complete, rerun the same command "
+                           "to resume"], err
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def test_workers_exit_when_nfpf_run_is_killed(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1",
+         "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        _wait_for(lambda: len(_busy_run_logs(out)) == 2, proc)  # both workers in a run
+        workers = _children(proc.pid)
+        assert workers
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only: it cannot stop its workers
+        proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        _kill_group(proc)
+
+
+def test_two_sweeps_on_one_output_directory_compute_each_run_once(tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1,2",
+            "budget_per_class=1", "classifier=lightning_linear",
+            "hydra/launcher=basic", f"paths.output_dir={out}"]
+    sweeps = [subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+              for _ in range(2)]
+    try:
+        logs = [p.communicate(timeout=600)[0] for p in sweeps]
+    finally:
+        for proc in sweeps:
+            _kill_group(proc)
+    assert [p.returncode for p in sweeps] == [0, 0], logs
+    done = sum(log.count("] done: ") for log in logs)
+    skipped = sum(log.count("skip (already complete)") for log in logs)
+    assert (done, skipped) == (3, 3), logs
+    assert len(list(out.rglob("result.json"))) == 3
+
+
+def _busy_run_logs(out: Path) -> list[Path]:
+    """Run logs of runs that started (their "run:" line is written)."""
+    return [p for p in out.rglob("run.log") if "] run: " in p.read_text()]
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, "nfpf-run ended early"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc to find the worker processes")
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop what is left of a test's own process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
