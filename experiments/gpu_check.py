@@ -48,18 +48,19 @@ def steps(out: Path) -> list[tuple[str, list[str], int, list[str]]]:
     py = sys.executable
     return [
         ("gpu_tests", [py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=0",
-                       f"--junitxml={out / 'gpu_tests.xml'}", "tests/test_gpu.py"], 200, []),
+                       f"--junitxml={out / 'gpu_tests.xml'}", "tests/test_gpu.py"], 170, []),
         ("nfpf_mnist", [py, "-m", "experiments.bench_nfpf", "mnist", "--device", "cuda",
                         "--fit-repeats", "0", "--threads", "16",
-                        "--json", str(out / "nfpf_mnist.json")], 45, []),
+                        "--json", str(out / "nfpf_mnist.json")], 40, []),
         ("nfpf_cifar10", [py, "-m", "experiments.bench_nfpf", "cifar10_jpg", "--device",
                           "cuda", "--fit-repeats", "0", "--threads", "16",
-                          "--json", str(out / "nfpf_cifar10.json")], 90, []),
+                          "--json", str(out / "nfpf_cifar10.json")], 80, []),
         ("selectors", [py, "-m", "experiments.bench_selectors", "--pool", "large", "--device",
-                       "cuda", "--timeout", "60", "--deadline", "120"], 140,
+                       "cuda", "--timeout", "30", "--deadline", "135"], 150,
          ["docs/benchmarks/selectors.md", "docs/benchmarks/selectors_large_pool.json"]),
         ("nfpf_agreement", [py, "-m", "experiments.bench_nfpf_device", "--per-class", "1",
-                            "5", "--json", str(out / "nfpf_agreement.json")], 60, []),
+                            "5", "--seeds", "0", "1", "--json",
+                            str(out / "nfpf_agreement.json")], 40, []),
     ]
 
 
