@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if not weight_files(weights):
         train_simclr(list(args.overrides), args.out / "simclr", args.out)
         shutil.copytree(args.out / "simclr", weights, dirs_exist_ok=True)
-    work = Path("/tmp") / "nfpf-cifar10-deep"
+    work = Path(tempfile.gettempdir()) / "nfpf-cifar10-deep"
     if (args.state / "runs.tar.gz").is_file():
         with tarfile.open(args.state / "runs.tar.gz") as tar:
             tar.extractall(work, filter="data")
