@@ -105,7 +105,9 @@ def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "experiments.run", "logger=none", "dataset=digits",
            "classifier=resnet18", "classifier.epochs=2", "trainer=ddp",
            f"paths.output_dir={tmp_path}", *overrides]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # keep the caller's path: on the GPU machine Hydra comes from there
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
 
 
