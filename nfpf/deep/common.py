@@ -232,9 +232,11 @@ def color_jitter(
     if c == 3:
         g = _grey(y)
         y = ((y - g) * sat + g).clamp(0, 1)
+        # inverted on the CPU: on a GPU, linalg.inv checks its result and waits for the GPU
         to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
-                               [0.211, -0.523, 0.312]], device=dev, dtype=x.dtype)
-        from_yiq = torch.linalg.inv(to_yiq)
+                               [0.211, -0.523, 0.312]], dtype=x.dtype)
+        from_yiq = torch.linalg.inv(to_yiq).to(dev)
+        to_yiq = to_yiq.to(dev)
         yiq = torch.einsum("ij,njhw->nihw", to_yiq, y)
         cos, sin = torch.cos(angle).view(n, 1, 1), torch.sin(angle).view(n, 1, 1)
         i, q = yiq[:, 1], yiq[:, 2]
