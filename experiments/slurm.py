@@ -181,20 +181,38 @@ class Submitted:
     missing_since: float | None = field(default=None)
 
 
+def sacct_available() -> bool:
+    """Whether ``sacct`` answers (the cluster keeps accounting)."""
+    try:
+        return subprocess.run(["sacct", "--noheader", "--jobs", "1"], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def wait_for(submitted: list[Submitted], lost_after_s: float, poll_s: float,
-             on_lost: Callable[[Submitted, str], JobReturn]) -> dict[int, JobReturn]:
+             on_lost: Callable[[Submitted, str], JobReturn],
+             sacct: bool = True) -> dict[int, JobReturn]:
     """Each run's JobReturn once every job ended.
 
     A job that ends without a result (its ``results()`` raises: cancelled, failed, out of
     time), or that stays out of ``squeue`` without a result for ``lost_after_s`` (SLURM
     without accounting, where submitit cannot learn its state), is passed to ``on_lost``.
+    Without ``sacct`` a job is done when its result file exists: submitit's state queries
+    would only fail (and print their failure at every poll).
     """
+
+    def done(run: Submitted, force: bool = False) -> bool:
+        if sacct:
+            return run.job.done(force_check=force)
+        return run.job.paths.result_pickle.exists()
+
     returns: dict[int, JobReturn] = {}
     pending = list(submitted)
     while pending:
         waiting = []
         for run in pending:
-            if run.job.done():
+            if done(run):
                 returns[run.index] = _outcome(run, on_lost)
             else:
                 waiting.append(run)
@@ -211,10 +229,11 @@ def wait_for(submitted: list[Submitted], lost_after_s: float, poll_s: float,
                 run.missing_since = now
             elif now - run.missing_since >= lost_after_s:
                 # ask sacct now (submitit asks at most once a minute)
-                if run.job.done(force_check=True):
+                if done(run, force=True):
                     returns[run.index] = _outcome(run, on_lost)
                 else:
-                    state = controller_state(run.job.job_id) or run.job.state
+                    state = (controller_state(run.job.job_id)
+                             or (run.job.state if sacct else "UNKNOWN"))
                     returns[run.index] = on_lost(run, f"{state}, not in squeue")
                 continue
             still.append(run)

@@ -128,4 +128,5 @@ class SlurmLauncher(SubmititSlurmLauncher):
                               run.job.paths.stderr)
             return slurm.skipped_return(run.overrides)
 
-        return slurm.wait_for(submitted, self.lost_after_s, self.poll_s, on_lost)
+        return slurm.wait_for(submitted, self.lost_after_s, self.poll_s, on_lost,
+                              sacct=slurm.sacct_available())
