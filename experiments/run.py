@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from experiments import sweep_validation
 from experiments.callbacks import SESSION, sweep_counts
 from experiments.exit_codes import EXIT_FAILED, EXIT_USAGE, call_hydra_main
+from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
 from nfpf.api import CONFIG_DIR
 from nfpf.data import DatasetNotFoundError
 from nfpf.pipeline import InfeasibleBudgetError, RunNames, failure_record, run, run_hash
@@ -64,8 +65,10 @@ sweep_validation.install()
 _job_entered = False
 
 
-def names_from_hydra(cfg: DictConfig) -> RunNames:
-    choices = HydraConfig.get().runtime.choices
+def names_from_hydra(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> RunNames:
+    """The run's names from its config-group choices (``hydra_cfg``: a composed job's
+    ``hydra`` node; default the running job's)."""
+    choices = (hydra_cfg if hydra_cfg is not None else HydraConfig.get()).runtime.choices
     return RunNames(
         experiment=str(cfg.get("experiment_name") or choices.get("experiment") or "default"),
         dataset=str(choices.get("dataset")),
@@ -224,6 +227,7 @@ def main() -> None:
     if _pop_flag(sys.argv, "--debug"):
         os.environ["HYDRA_FULL_ERROR"] = "1"
     os.environ[PARENT_PID_ENV] = str(os.getpid())
+    register_slurm_schema()
     # joblib's resource tracker (a child process) warns about the semaphores of the workers
     # Ctrl-C stopped while it cleans them up: nothing for the user to do
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from hydra.plugins.sweeper import Sweeper
 
-__all__ = ["install", "representative_jobs", "validated"]
+__all__ = ["config_groups", "install", "representative_jobs", "signature", "validated"]
 
 # Patched on the base class: Hydra's plugin discovery executes the sweeper modules itself, so
 # the BasicSweeper class it instantiates is not the one an import here would give.
@@ -35,19 +35,26 @@ def representative_jobs(batch: Sequence[Sequence[str]],
     seen: set[tuple[str, ...]] = set()
     kept = []
     for overrides in batch:
-        signature = []
-        for override in overrides:
-            key, _, _ = override.partition("=")
-            name = key.lstrip("+~").split("@")[0].replace(".", "/")
-            signature.append(override if name in groups else key)
-        signature_key = tuple(sorted(signature))
+        signature_key = signature(overrides, groups)
         if signature_key not in seen:
             seen.add(signature_key)
             kept.append(overrides)
     return kept
 
 
-def _config_groups(loader) -> set[str]:
+def signature(overrides: Sequence[str], groups: set[str]) -> tuple[str, ...]:
+    """What decides whether a job's config composes: its config-group overrides in full and
+    the keys (not the values) of its other overrides, sorted."""
+    parts = []
+    for override in overrides:
+        key, _, _ = override.partition("=")
+        name = key.lstrip("+~").split("@")[0].replace(".", "/")
+        parts.append(override if name in groups else key)
+    return tuple(sorted(parts))
+
+
+def config_groups(loader) -> set[str]:
+    """Every config group (``"selector"``, ``"hydra/launcher"``, ...) ``loader`` knows."""
     groups: set[str] = set()
     pending = [""]
     while pending:
@@ -72,7 +79,7 @@ def _validate_representatives(self: Sweeper, batch: Sequence[Sequence[str]]) -> 
     global _validated_batches
     context = getattr(self, "hydra_context", None)
     loader = context.config_loader if context is not None else self.config_loader
-    _ORIGINAL(self, representative_jobs(batch, _config_groups(loader)))
+    _ORIGINAL(self, representative_jobs(batch, config_groups(loader)))
     _validated_batches += 1
 
 

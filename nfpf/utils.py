@@ -132,11 +132,15 @@ def release_free_memory() -> None:
 
 
 def cpu_count() -> int:
-    """Cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    """Cores this process may run on: its affinity mask, capped by ``SLURM_CPUS_PER_TASK``
+    in a SLURM job (a cluster that does not bind tasks to cores leaves the mask at every
+    core of the node)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cores
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
 from nfpf.api import CONFIG_DIR, available_selectors
 from nfpf.selection import Selector
 
@@ -21,6 +22,7 @@ def group_options(group: str) -> list[str]:
 
 def compose_with(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        register_slurm_schema()  # as nfpf-run does: the SLURM launcher's keys
         return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 

@@ -48,3 +48,18 @@ def test_thread_limit_sets_and_restores_torch():
     with thread_limit(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("allocated", "expected"), [
+    ("1", lambda cores: 1),
+    ("100000", lambda cores: cores),  # never more than the affinity mask
+    ("", lambda cores: cores),  # not set: the mask alone
+    ("0", lambda cores: cores),  # not a count
+])
+def test_slurm_cpus_per_task_caps_the_cores(monkeypatch, allocated, expected):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", allocated)
+    assert cpu_count() == expected(cores)
+    assert job_threads(None, hydra_cfg(RunMode.MULTIRUN, {"timeout_min": 60})) == expected(cores)

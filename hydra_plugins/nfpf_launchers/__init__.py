@@ -1,0 +1,1 @@
+"""nfpf's Hydra plugins (Hydra loads launchers only from the ``hydra_plugins`` package)."""
