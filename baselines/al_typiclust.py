@@ -10,6 +10,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.preprocessing import normalize as l2_rows
 
 from baselines._neighbors import as_float_array, knn_density
+from baselines.typiclust import check_typiclust_options
 from nfpf.active.base import ActiveStrategy
 
 __all__ = ["TypiClustAL"]
@@ -52,16 +53,8 @@ class TypiClustAL(ActiveStrategy):
                  distance: str = "squared", normalize: bool = True, minibatch_above: int = 50,
                  batch_size: int = 5000):
         super().__init__(init=init, init_size=init_size, rounds=rounds, model=model)
-        for name, value, low in (("max_clusters", max_clusters, 1),
-                                 ("min_cluster_size", min_cluster_size, 0),
-                                 ("k_neighbors", k_neighbors, 1),
-                                 ("minibatch_above", minibatch_above, 0),
-                                 ("batch_size", batch_size, 1)):
-            if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-                raise ValueError(f"selector.{name} must be an integer >= {low}; got {value!r}.")
-        if distance not in ("squared", "euclidean"):
-            raise ValueError(f"selector.distance must be 'squared' or 'euclidean'; got "
-                             f"{distance!r}.")
+        check_typiclust_options(max_clusters, min_cluster_size, k_neighbors, distance,
+                                normalize, minibatch_above, batch_size, prefix="selector.")
         self.max_clusters = int(max_clusters)
         self.min_cluster_size = int(min_cluster_size)
         self.k_neighbors = int(k_neighbors)

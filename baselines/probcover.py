@@ -308,11 +308,18 @@ def _scan(
             best[start:start + m] = block.max(axis=1)
         if n_blocks >= 20 and (b + 1) % max(1, n_blocks // 10) == 0:
             log.info("probcover: distance pass %d/%d rows", start + m, row_ids.size)
+    return _scan_output(threshold, counts, cols, sims if keep_similarity else None, best)
+
+
+def _scan_output(threshold: float | None, counts: list, cols: list, sims: list | None,
+                 best: np.ndarray | None) -> dict:
+    """What a scan returns: the graph's CSR arrays (with the similarities when kept) when a
+    threshold was given, and each row's best similarity to another cluster when asked."""
     out: dict = {}
     if threshold is not None:
         out["indptr"] = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
         out["indices"] = np.concatenate(cols)
-        if keep_similarity:
+        if sims is not None:
             out["similarity"] = np.concatenate(sims)
     if best is not None:
         out["best_other"] = best
@@ -355,15 +362,8 @@ def _scan_torch(X: np.ndarray, row_ids: np.ndarray, *, threshold: float | None,
         if bounds is not None:
             block.masked_fill_(col_label[ids][:, None] == col_label[None, :], float("-inf"))
             best[start:start + m] = block.max(dim=1).values
-    out: dict = {}
-    if threshold is not None:
-        out["indptr"] = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-        out["indices"] = np.concatenate(cols)
-        if keep_similarity:
-            out["similarity"] = np.concatenate(sims)
-    if bounds is not None:
-        out["best_other"] = best.cpu().numpy()
-    return out
+    return _scan_output(threshold, counts, cols, sims if keep_similarity else None,
+                        best.cpu().numpy() if bounds is not None else None)
 
 
 def _csr(indptr: np.ndarray, indices: np.ndarray, n: int) -> sp.csr_matrix:

@@ -13,12 +13,31 @@ from nfpf import device as nfpf_device
 from nfpf import kernels
 from nfpf.selection import Pool, Selector
 
-__all__ = ["TypiClust"]
+__all__ = ["DISTANCES", "TypiClust", "check_typiclust_options"]
 
 log = logging.getLogger(__name__)
 
 #: Values of ``distance``: the released code's squared distances, the paper's distances.
 DISTANCES = ("squared", "euclidean")
+
+
+def check_typiclust_options(max_clusters: int, min_cluster_size: int, k_neighbors: int,
+                            distance: str, normalize: bool, minibatch_above: int,
+                            batch_size: int, prefix: str = "") -> None:
+    """Validate the options TypiClust and its active-learning form share; each message
+    names ``prefix`` + the option (e.g. ``"selector.k_neighbors"``)."""
+    for name, value, low in (("max_clusters", max_clusters, 1),
+                             ("min_cluster_size", min_cluster_size, 0),
+                             ("k_neighbors", k_neighbors, 1),
+                             ("minibatch_above", minibatch_above, 0),
+                             ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
+            raise ValueError(f"{prefix}{name} must be an integer >= {low}; got {value!r}.")
+    if distance not in DISTANCES:
+        raise ValueError(f"{prefix}distance must be one of {DISTANCES} ('squared': the "
+                         f"released code, 'euclidean': the paper); got {distance!r}.")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise ValueError(f"{prefix}normalize must be true or false; got {normalize!r}.")
 
 
 class TypiClust(Selector):
@@ -109,21 +128,11 @@ class TypiClust(Selector):
         typicality_subset: int | None = None,
         device: str = "auto",
     ):
-        for name, value, low in (("max_clusters", max_clusters, 1),
-                                 ("min_cluster_size", min_cluster_size, 0),
-                                 ("k_neighbors", k_neighbors, 1),
-                                 ("minibatch_above", minibatch_above, 0),
-                                 ("batch_size", batch_size, 1)):
-            if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+        check_typiclust_options(max_clusters, min_cluster_size, k_neighbors, distance,
+                                normalize, minibatch_above, batch_size)
         if n_init != "auto" and (isinstance(n_init, bool) or not float(n_init).is_integer()
                                  or int(n_init) < 1):
             raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {n_init!r}.")
-        if distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES} ('squared': the released "
-                             f"code, 'euclidean': the paper); got {distance!r}.")
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be true or false; got {normalize!r}.")
         self.max_clusters = int(max_clusters)
         self.min_cluster_size = int(min_cluster_size)
         self.k_neighbors = int(k_neighbors)
