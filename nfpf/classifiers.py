@@ -114,21 +114,18 @@ class LightningClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        device = inference_device(self.trainer)
-        self.module_.to(device)
-        with torch.no_grad():
-            logits = torch.cat([self.module_(chunk.to(device)).float().cpu()
-                                for chunk in x.split(8192)])
-        return self.classes_[logits.argmax(dim=1).numpy()]
+        return self.classes_[self._logits(X).argmax(dim=1).numpy()]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (m, K): the softmax of the head's logits (active learning
         ranks samples by them)."""
+        return torch.softmax(self._logits(X), dim=1).numpy()
+
+    @torch.no_grad()
+    def _logits(self, X: np.ndarray) -> torch.Tensor:
+        """The head's logits (m, K) on the CPU, computed on the trainer's device."""
         x = torch.as_tensor(np.asarray(X, dtype=np.float32))
         device = inference_device(self.trainer)
         self.module_.to(device)
-        with torch.no_grad():
-            logits = torch.cat([self.module_(chunk.to(device)).float().cpu()
-                                for chunk in x.split(8192)])
-        return torch.softmax(logits, dim=1).numpy()
+        return torch.cat([self.module_(chunk.to(device)).float().cpu()
+                          for chunk in x.split(8192)])

@@ -147,11 +147,11 @@ class NFPF(Selector):
         Where the selection computes (:mod:`nfpf.device`). ``"cpu"``: the reference path
         (the picks the tests pin down). A GPU: the pixels are copied to it once and the
         reference SFLM, every round's current SFLM and RD scores, the PCA and the K-means
-        seeding run there (K-means by :func:`nfpf.kernels.kmeans`, Lloyd from k-means++ as
-        scikit-learn's, but its own random draws). SFLM and RD arithmetic is the CPU's (sums
-        and solves in float64); the K-means seeding differs from scikit-learn's, so the
-        picks agree with the CPU's only in part (measured in docs/benchmarks/nfpf.md).
-        ``"auto"``: the GPU when there is one. ``batch_size`` bounds the GPU memory.
+        seeding run there. SFLM and RD arithmetic is the CPU's (sums and solves in float64);
+        the K-means is :func:`nfpf.kernels.kmeans`, which reproduces scikit-learn's with the
+        same seed up to float32 rounding, so the picks are the CPU's but where a near-tie
+        falls otherwise (measured in docs/nfpf.md, "On a GPU"). ``"auto"``: the GPU when
+        there is one. ``batch_size`` bounds the GPU memory.
     memory : str, joblib.Memory or None, default=None
         Where to cache the two pieces of work that do not depend on the budget: the
         seeding K-means (its distances) and the reference SFLM's per-sample errors. A
@@ -848,7 +848,7 @@ def pca_features(X: np.ndarray, n_components: int, batch_size: int = 8192,
 def _pca_on(X: Any, p: int, batch_size: int, device: torch.device) -> np.ndarray:
     """:func:`pca_features` on ``device``: rows copied in batches, float64 covariance."""
     n, d = X.shape
-    rows = X if isinstance(X, torch.Tensor) else _device_rows(X, device, batch_size)
+    rows = _device_rows(X, device, batch_size)
     mean = rows.mean(dim=0, dtype=torch.float64)
     cov = torch.zeros(d, d, dtype=torch.float64, device=device)
     for start in range(0, n, batch_size):
