@@ -237,6 +237,7 @@ def _scan(
     chunk_size: int | None = None,
     keep_similarity: bool = False,
     device: str | None = None,
+    on_device: torch.Tensor | None = None,
 ) -> dict:
     """One chunked pass over the similarities ``S = X[rows] @ X.T`` of unit-norm features.
 
@@ -247,7 +248,8 @@ def _scan(
     Works on "similarities" ``s(a, b) = a.b - h_a - h_b`` with ``h = (|x|^2 - 1) / 2``, so
     that ``||a - b||^2 = 2 - 2 s(a, b)`` for any rows; for unit-norm rows ``h`` is 0 (and
     skipped) and ``s`` is the cosine. With ``device`` (a torch device) the pass runs there
-    (:func:`_scan_torch`) and returns the same.
+    (:func:`_scan_torch`) and returns the same; ``on_device`` is ``X`` already copied there
+    (``torch.from_numpy(X).to(device)``), so that several passes over one pool copy it once.
     """
     n = X.shape[0]
     row_ids = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -256,7 +258,8 @@ def _scan(
     if device is not None:
         return _scan_torch(X, row_ids, threshold=threshold, bounds=bounds,
                            all_rows=rows is None, chunk_size=chunk_size,
-                           keep_similarity=keep_similarity, device=torch.device(device))
+                           keep_similarity=keep_similarity, device=torch.device(device),
+                           on_device=on_device)
     Xt = torch.from_numpy(X)
     h = (np.einsum("ij,ij->i", X, X) - 1.0) / 2.0
     h = h.astype(X.dtype) if np.abs(h).max() > 1e-6 else None
@@ -328,11 +331,13 @@ def _scan_output(threshold: float | None, counts: list, cols: list, sims: list |
 
 def _scan_torch(X: np.ndarray, row_ids: np.ndarray, *, threshold: float | None,
                 bounds: np.ndarray | None, all_rows: bool, chunk_size: int | None,
-                keep_similarity: bool, device: torch.device) -> dict:
+                keep_similarity: bool, device: torch.device,
+                on_device: torch.Tensor | None = None) -> dict:
     """:func:`_scan` on a torch device: the same float32 arithmetic and comparisons, with
-    only the edges (and each row's best similarity) copied back."""
+    only the edges (and each row's best similarity) copied back. ``on_device``: ``X`` already
+    on ``device`` (else it is copied here)."""
     n = X.shape[0]
-    Xt = torch.from_numpy(X).to(device)
+    Xt = torch.from_numpy(X).to(device) if on_device is None else on_device
     h = (np.einsum("ij,ij->i", X, X) - 1.0) / 2.0
     h = torch.from_numpy(h.astype(X.dtype)).to(device) if np.abs(h).max() > 1e-6 else None
     chunk = min(chunk_size or auto_chunk_size(n, X.itemsize), max(1, row_ids.size))
@@ -498,21 +503,24 @@ def _purity_delta_and_graph(
     n = X.shape[0]
     order, bounds = _sort_by_label(labels, n)
     Xs = np.ascontiguousarray(X[order])
+    # One copy of the pool on the device, shared by the two or three passes below.
+    on_device = None if device is None else torch.from_numpy(Xs).to(device)
     # 1. Bound δ* from above on a row sample (exact r_i of those rows against all n).
     m = min(n, n_sample)
     p = 1.0 - alpha
     p_hi = min(1.0, p + 4.0 * math.sqrt(max(p * (1 - p), 1.0 / m) / m) + 1.0 / m)
     if m == n or p_hi > 0.5:  # no sample, or one too small for a useful bound: exact r_i first
-        best = _scan(Xs, bounds=bounds, chunk_size=chunk_size, device=device)["best_other"]
+        best = _scan(Xs, bounds=bounds, chunk_size=chunk_size, device=device,
+                     on_device=on_device)["best_other"]
         lower = _purity_threshold(best, alpha)
     else:
         rows = np.sort(rng.choice(n, size=m, replace=False))
         sample_best = _scan(Xs, bounds=bounds, rows=rows, chunk_size=chunk_size,
-                            device=device)["best_other"]
+                            device=device, on_device=on_device)["best_other"]
         lower = _purity_threshold(sample_best, 1.0 - p_hi)
     # 2. Full pass: every row's r_i, plus the edges at the bound (a superset of the final ones).
     out = _scan(Xs, threshold=lower, bounds=bounds, chunk_size=chunk_size,
-                keep_similarity=True, device=device)
+                keep_similarity=True, device=device, on_device=on_device)
     threshold = _purity_threshold(out["best_other"], alpha)
     delta = _checked_delta(threshold, alpha, X.dtype)
     extra = {"purity": 1.0 - int((out["best_other"] > threshold).sum()) / n,
@@ -523,7 +531,8 @@ def _purity_delta_and_graph(
         cols_s = out["indices"][keep]
     else:  # the sample under-estimated δ*: build the graph again at the exact threshold
         log.info("probcover: purity bound too tight, second pass at delta=%.4g", delta)
-        again = _scan(Xs, threshold=threshold, chunk_size=chunk_size, device=device)
+        again = _scan(Xs, threshold=threshold, chunk_size=chunk_size, device=device,
+                      on_device=on_device)
         rows_s = np.repeat(np.arange(n), np.diff(again["indptr"]))
         cols_s = again["indices"]
         extra["purity_passes"] += 1

@@ -150,12 +150,14 @@ class TypiClust(Selector):
         self.device = nfpf_device.check_device(device)
 
     def _cluster(self, X: np.ndarray, n_clusters: int, seed: int,
-                 gpu: torch.device | None = None) -> np.ndarray:
+                 on_device: torch.Tensor | None = None) -> np.ndarray:
+        """K-means labels; on the GPU path from ``on_device``, X's copy on the device."""
         if n_clusters == 1:
             return np.zeros(len(X), dtype=np.int64)
-        if gpu is not None:
+        if on_device is not None:
             n_init = 1 if self.n_init == "auto" else self.n_init
-            km = kernels.kmeans(X, n_clusters, n_init=n_init, seed=seed, device=gpu)
+            km = kernels.kmeans(on_device, n_clusters, n_init=n_init, seed=seed,
+                                device=on_device.device)
             return km.labels.cpu().numpy()
         if n_clusters > self.minibatch_above:
             km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=self.batch_size,
@@ -174,7 +176,9 @@ class TypiClust(Selector):
         n_clusters = min(budget, self.max_clusters)
         log.info("typiclust: clustering %d samples into %d clusters", pool.n, n_clusters)
         with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
-            labels = self._cluster(X, n_clusters, seed, gpu)
+            # One copy of the pool on the device, for the k-means and every pick's kNN.
+            on_device = None if gpu is None else kernels.as_device_tensor(X, gpu)
+            labels = self._cluster(X, n_clusters, seed, on_device)
         self.cluster_labels_ = labels
         sizes = np.bincount(labels, minlength=n_clusters)
         usable = sizes > self.min_cluster_size
@@ -190,7 +194,7 @@ class TypiClust(Selector):
             log.warning(messages[-1])
         with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
             selected, fallback_at, subsampled = self._pick(X, labels, sizes, usable, budget,
-                                                           seed, gpu)
+                                                           seed, on_device)
         self.info_ = {
             "n_clusters": int(n_clusters),
             "n_nonempty_clusters": int((sizes > 0).sum()),
@@ -206,9 +210,13 @@ class TypiClust(Selector):
         return selected
 
     def _pick(self, X: np.ndarray, labels: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
-              budget: int, seed: int, gpu: torch.device | None = None,
+              budget: int, seed: int, on_device: torch.Tensor | None = None,
               ) -> tuple[np.ndarray, int | None, int]:
-        """The picks; when the usable clusters ran out (or None); how many were subsampled."""
+        """The picks; when the usable clusters ran out (or None); how many were subsampled.
+
+        ``on_device``: X's copy on the GPU; each pick then gathers its cluster's rows there
+        and only the cluster's kNN distances come back.
+        """
         # Members of every cluster, as index arrays (one stable sort, no loop over samples).
         order = np.argsort(labels, kind="stable")
         members = np.split(order, np.cumsum(sizes)[:-1])
@@ -241,8 +249,12 @@ class TypiClust(Selector):
                 pick = int(idx[0])
             else:
                 k = max(1, min(self.k_neighbors, idx.size // 2))
-                typicality = knn_density(X[idx], k, squared=self.distance == "squared",
-                                         device=gpu)
+                if on_device is None:
+                    rows = X[idx]
+                else:
+                    rows = on_device[torch.from_numpy(idx).to(on_device.device)]
+                typicality = knn_density(rows, k, squared=self.distance == "squared",
+                                         device=None if on_device is None else on_device.device)
                 pick = int(idx[np.argmax(typicality)])
             selected[t] = pick
             available[pick] = False

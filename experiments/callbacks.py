@@ -27,7 +27,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nfpf.api import CONFIG_DIR
-from nfpf.results import FAILED_FILE, RESULT_FILE, find_run_files, read_json, write_json_atomic
+from nfpf.pipeline import RunNames
+from nfpf.results import RESULT_FILE, find_run_files, read_json, write_json_atomic
 
 log = logging.getLogger("nfpf.sweep")
 
@@ -49,14 +50,27 @@ class Session:
     verbose: bool = False
     #: The sweep directory, once the sweep started.
     sweep_dir: Path | None = None
-    #: When the sweep started (``time.time()``).
-    started: float = 0.0
     #: Runs this sweep recorded as failed; None until the sweep ended.
     failed: int | None = None
+    #: Lines of the sweep's ledger that stand for runs of earlier sweeps (written at start).
+    ledger_start: int = 0
 
 
 #: The state of this process's sweep (one per ``nfpf-run`` process).
 SESSION = Session()
+
+
+def names_from_hydra(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> RunNames:
+    """The run's names from its config-group choices (``hydra_cfg``: a composed job's
+    ``hydra`` node; default the running job's)."""
+    choices = (hydra_cfg if hydra_cfg is not None else HydraConfig.get()).runtime.choices
+    return RunNames(
+        experiment=str(cfg.get("experiment_name") or choices.get("experiment") or "default"),
+        dataset=str(choices.get("dataset")),
+        features=str(choices.get("features")),
+        selector=str(choices.get("selector")),
+        classifier=str(choices.get("classifier")),
+    )
 
 
 def sweep_size(config: DictConfig) -> int:
@@ -113,17 +127,24 @@ def append_status(ledger: Path, run_dir: str, status: str) -> None:
         os.close(fd)
 
 
-def ledger_counts(ledger: Path) -> tuple[int, int, int]:
-    """(complete, failed, skipped) from the ledger, the last status of each run winning."""
+def latest_statuses(ledger: Path, first_line: int = 0) -> dict[str, str]:
+    """Each run's last status in the ledger, from line ``first_line`` on."""
     latest: dict[str, str] = {}
     with open(ledger, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh):
+            if number < first_line:
+                continue
             try:
                 entry = json.loads(line)
             except ValueError:  # a line cut by a crash: ignore it
                 continue
             latest[entry["run"]] = entry["status"]
-    statuses = list(latest.values())
+    return latest
+
+
+def ledger_counts(ledger: Path) -> tuple[int, int, int]:
+    """(complete, failed, skipped) from the ledger, the last status of each run winning."""
+    statuses = list(latest_statuses(ledger).values())
     return (statuses.count("complete"), statuses.count("failed"), statuses.count("skipped"))
 
 
@@ -143,15 +164,6 @@ def report_progress(job_dir: Path, status: str) -> None:
              time.strftime("%H:%M:%S", time.gmtime(elapsed)))
 
 
-def failed_since(sweep_dir: Path, since: float) -> int:
-    """Runs below ``sweep_dir`` that failed at or after ``since`` (``time.time()``): those
-    of the current sweep, not those an earlier sweep left in the same directory."""
-    # 2 s of slack for the clocks of a shared file system; a sweep takes longer to start
-    return sum(1 for path in find_run_files(sweep_dir)
-               if path.name == FAILED_FILE and _status_of(path) == "failed"
-               and path.stat().st_mtime >= since - 2.0)
-
-
 def _status_of(path: Path) -> str:
     if path.name == RESULT_FILE:
         return "complete"
@@ -169,7 +181,7 @@ class SweepProgress(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        SESSION.sweep_dir, SESSION.started, SESSION.failed = sweep_dir, time.time(), None
+        SESSION.sweep_dir, SESSION.failed = sweep_dir, None
         if not SESSION.verbose:
             for name in JOB_LIST_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
@@ -183,6 +195,7 @@ class SweepProgress(Callback):
         tmp.write_text("".join(json.dumps({"run": r, "status": s}) + "\n" for r, s in existing),
                        encoding="utf-8")
         os.replace(tmp, ledger)
+        SESSION.ledger_start = len(existing)  # later lines: the runs of this sweep
         done = sum(s == "complete" for _, s in existing)
         write_json_atomic(sweep_dir / SWEEP_FILE, {"total": total, "started": time.time()})
         log.info("sweep: %d runs into %s (%d already complete: they are skipped)", total,
@@ -193,7 +206,9 @@ class SweepProgress(Callback):
         done, failed, skipped = sweep_counts(sweep_dir)
         log.info("sweep finished: %d complete, %d failed, %d skipped (budget above the pool)",
                  done, failed, skipped)
-        SESSION.failed = failed_since(sweep_dir, SESSION.started)
+        # this sweep's failures: the ledger lines its runs wrote (no file clocks involved)
+        session = latest_statuses(sweep_dir / LEDGER_FILE, SESSION.ledger_start).values()
+        SESSION.failed = sum(status == "failed" for status in session)
         if not self.report:
             return
         from nfpf.report import build_report

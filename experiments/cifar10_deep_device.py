@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what earlier calls left (simclr/, runs.tar.gz)")
     parser.add_argument("--budget", type=float, default=540.0,
                         help="seconds for this call; the sweep stops in time to pack")
+    parser.add_argument("--work", type=Path,
+                        default=Path(tempfile.gettempdir()) / "nfpf-cifar10-deep",
+                        help="where this call's sweep runs (its caches are not kept)")
     parser.add_argument("overrides", nargs="*", help="extra nfpf-run overrides (after --)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if not weight_files(weights):
         train_simclr(list(args.overrides), args.out / "simclr", args.out)
         shutil.copytree(args.out / "simclr", weights, dirs_exist_ok=True)
-    work = Path(tempfile.gettempdir()) / "nfpf-cifar10-deep"
+    work = args.work
     if (args.state / "runs.tar.gz").is_file():
         with tarfile.open(args.state / "runs.tar.gz") as tar:
             tar.extractall(work, filter="data")

@@ -31,12 +31,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from experiments import sweep_validation
-from experiments.callbacks import SESSION, sweep_counts
+from experiments.callbacks import SESSION, names_from_hydra, sweep_counts
 from experiments.exit_codes import EXIT_FAILED, EXIT_USAGE, call_hydra_main
 from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
 from nfpf.api import CONFIG_DIR
 from nfpf.data import DatasetNotFoundError
-from nfpf.pipeline import InfeasibleBudgetError, RunNames, failure_record, run, run_hash
+from nfpf.pipeline import InfeasibleBudgetError, failure_record, run, run_hash
 from nfpf.results import FAILED_FILE, is_complete, write_json_atomic
 from nfpf.utils import cpu_count, thread_limit
 
@@ -63,19 +63,6 @@ sweep_validation.install()
 
 #: Whether this process entered a job (single run): Hydra accepted the command line.
 _job_entered = False
-
-
-def names_from_hydra(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> RunNames:
-    """The run's names from its config-group choices (``hydra_cfg``: a composed job's
-    ``hydra`` node; default the running job's)."""
-    choices = (hydra_cfg if hydra_cfg is not None else HydraConfig.get()).runtime.choices
-    return RunNames(
-        experiment=str(cfg.get("experiment_name") or choices.get("experiment") or "default"),
-        dataset=str(choices.get("dataset")),
-        features=str(choices.get("features")),
-        selector=str(choices.get("selector")),
-        classifier=str(choices.get("classifier")),
-    )
 
 
 def job_threads(threads: int | None, hydra_cfg: DictConfig) -> int:

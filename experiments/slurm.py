@@ -255,8 +255,7 @@ def _outcome(run: Submitted, on_lost: Callable[[Submitted, str], JobReturn]) -> 
 def record_lost(job_cfg: DictConfig, job_id: str, state: str, log_file: Path) -> Path:
     """Write ``failed.json`` for a run whose SLURM job ended without a result (unless the
     run completed after all); returns the run's directory."""
-    from experiments.callbacks import report_progress
-    from experiments.run import names_from_hydra
+    from experiments.callbacks import names_from_hydra, report_progress
     from nfpf.pipeline import failure_record
 
     run_dir = run_dir_of(job_cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,7 +86,12 @@ def make_selector(method: str, **options: Any) -> Selector:
     """Build the selector ``conf/selector/<method>.yaml`` describes, with ``options`` merged in."""
     config = OmegaConf.merge(load_selector_config(method), OmegaConf.create(options))
     check_selector_options(method, config)
-    return instantiate(config, _convert_="all")
+    try:
+        return instantiate(config, _convert_="all")
+    except InstantiationException as error:  # Hydra wraps the constructor's one-line error
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
 
 
 def select(

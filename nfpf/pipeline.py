@@ -130,6 +130,15 @@ def _selection_device(selector: Any) -> Any:
     return compute_device(option, "selector.device") if isinstance(option, str) else None
 
 
+def _round_model_is_classifier(strategy: ActiveStrategy, classifier: Any) -> bool:
+    """Whether the run's classifier shapes an AL strategy's picks: it is the per-round model
+    (no ``model`` option) and its scores are used, or it is a deep model whose embedding is
+    (core-set AL on a feature classifier embeds the features as they are, no model)."""
+    if strategy.model is not None or strategy.model_use is None:
+        return False
+    return strategy.model_use == "scores" or bool(getattr(classifier, "uses_images", False))
+
+
 def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.ndarray,
             budget: int, cache_dir: Path | None, classifier: Any = None,
             ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -140,7 +149,8 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
     :class:`~nfpf.selection.RankingSelector` the cache holds the whole ranking under its
     ``ranking_key`` in place of the budget, so every budget of a sweep cuts the same one.
     A supervised AL strategy (:class:`~nfpf.active.ActiveStrategy`) queries labels through an
-    oracle; when its per-round model is the run's classifier, the classifier joins the key.
+    oracle; when the run's classifier shapes its picks (the per-round model's scores, or a
+    deep model's embedding), the classifier joins the key.
     """
     selector: Selector | ActiveStrategy = instantiate(cfg.selector)
     active = isinstance(selector, ActiveStrategy)
@@ -158,8 +168,8 @@ def _select(cfg: DictConfig, names: RunNames, dataset: Dataset, features: np.nda
         "selector": names.selector, "selector_config": _plain(cfg.selector),
         "budget": {"ranking": selector.ranking_key(n, budget)} if ranked else budget,
         "seed": int(cfg.seed),
-        **({"round_model": _plain(cfg.classifier)} if active and selector.model is None
-           and selector.model_use is not None else {}),
+        **({"round_model": _plain(cfg.classifier)}
+           if active and _round_model_is_classifier(selector, classifier) else {}),
         # the GPU path's picks may differ from the CPU's: a selection made on a GPU is
         # never reused on a CPU (the CPU keys are those of before the device option)
         **({"device": gpu.type} if (gpu := _selection_device(selector)) is not None else {}),

@@ -360,6 +360,28 @@ def test_select_with_oracle(digits):
         nfpf.select_with_oracle(X, 20, y, method="kmeans")
 
 
+def test_select_with_oracle_takes_a_classifier_name_as_the_strategy_model(digits):
+    X, y = digits
+    by_name = nfpf.select_with_oracle(X, 20, y, method="al/margin", seed=0, model="logreg")
+    by_estimator = nfpf.select_with_oracle(X, 20, y, method="al/margin", seed=0,
+                                           model=LogisticRegression(C=1.0, max_iter=2000))
+    np.testing.assert_array_equal(by_name, by_estimator)
+    with pytest.raises(ValueError, match=r"selector\.model='nope' is not a classifier"):
+        nfpf.select_with_oracle(X, 20, y, method="al/margin", model="nope")
+
+
+@pytest.mark.parametrize("option, match", [({"init": "nope"}, r"selector\.init='nope'"),
+                                           ({"rounds": 0}, r"selector\.rounds must be")])
+def test_select_with_oracle_bad_option_is_the_constructors_value_error(digits, option, match):
+    from hydra.errors import InstantiationException
+
+    X, y = digits
+    with pytest.raises(ValueError, match=match) as caught:
+        nfpf.select_with_oracle(X, 20, y, method="al/margin", **option)
+    assert not isinstance(caught.value, InstantiationException)
+    assert "\n" not in str(caught.value)  # one line
+
+
 # ----------------------------------------------------------------------------- pipeline
 
 def compose_run(*overrides: str):
@@ -424,6 +446,24 @@ def test_pipeline_caches_al_selections_per_round_model(tmp_path):
     # a named proxy model: one selection shared by every classifier
     assert not go("selector.model=logreg", sub="p1")["selection"]["cached"]
     assert go("selector.model=logreg", "classifier=knn1", sub="p2")["selection"]["cached"]
+
+
+def test_pipeline_shares_coreset_al_selection_across_feature_classifiers(tmp_path):
+    def go(selector, classifier, sub):
+        return run(compose_run(f"selector={selector}", "budget=20", f"classifier={classifier}",
+                               f"paths.output_dir={tmp_path}"),
+                   RunNames("t", "digits", "raw", selector, classifier), tmp_path / sub)
+
+    selections = tmp_path / "cache" / "selections"
+    # core-set AL on feature classifiers embeds the features as they are: no model enters
+    first = go("al/coreset", "logreg", "c1")
+    second = go("al/coreset", "knn1", "c2")
+    assert not first["selection"]["cached"] and second["selection"]["cached"]
+    assert len(list(selections.glob("*.npy"))) == 1
+    # margin ranks by the per-round model's scores: one selection per classifier
+    assert not go("al/margin", "logreg", "m1")["selection"]["cached"]
+    assert not go("al/margin", "knn1", "m2")["selection"]["cached"]
+    assert len(list(selections.glob("*.npy"))) == 3
 
 
 def test_full_pool_row_is_fitted_once_and_equals_a_direct_fit(tmp_path):

@@ -194,3 +194,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def test_a_sweeps_failures_come_from_its_ledger_lines_not_file_clocks(tmp_path):
+    """The exit status counts the runs this sweep recorded (the ledger lines after the
+    start snapshot), whatever the clocks of the files: a run that failed before and
+    completes now is not a failure; one that fails now is, even with an old failed.json."""
+    from experiments.callbacks import append_status, latest_statuses
+
+    ledger = tmp_path / "ledger.jsonl"
+    append_status(ledger, "a", "failed")  # the snapshot of an earlier sweep
+    append_status(ledger, "b", "complete")
+    append_status(ledger, "a", "complete")  # this sweep: a redone, c failed
+    append_status(ledger, "c", "failed")
+    session = latest_statuses(ledger, first_line=2)
+    assert session == {"a": "complete", "c": "failed"}
+    assert latest_statuses(ledger) == {"a": "complete", "b": "complete", "c": "failed"}

@@ -719,3 +719,39 @@ def test_cifar10_deep_quick_end_to_end(data_root, tmp_path):
             assert [h["epoch"] for h in record["metrics"]["history"]] == [1, 2, 3]
             assert record["metrics"]["history"][-1]["test_accuracy"] is not None
     assert (tmp_path / "multirun" / "cifar10_deep_quick" / "report" / "report.md").is_file()
+
+
+def test_cifar10_deep_device_script_continues_across_calls(data_root, tmp_path):
+    """Two chained calls of the device script (CPU settings, a tiny sweep): the first
+    trains SimCLR, saves it in parts and runs the sweep; the second, given what came back,
+    embeds with the saved network, skips the finished runs and runs only the new ones."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), NFPF_DATA_ROOT=str(data_root))
+    tiny = ["trainer=cpu", "trainer.precision=32-true", "features.backbone=small_cnn",
+            "features.epochs=1", "features.batch_size=32", "dataset.max_per_class=6",
+            "hydra.sweeper.params.selector='random'", "hydra.sweeper.params.seed='0'",
+            "hydra.sweeper.params.classifier='logreg'", "hydra.launcher.n_jobs=1"]
+    state = tmp_path / "state"
+
+    def call(out: Path, budgets: str) -> dict:  # each call on a "fresh machine" (--work)
+        cmd = [sys.executable, "-m", "experiments.cifar10_deep_device", "--out", str(out),
+               "--state", str(state), "--work", str(out / "work"), "--budget", "400", "--",
+               *tiny,
+               f"hydra.sweeper.params.budget_per_class='{budgets}'"]
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((out / "progress.json").read_text())
+
+    first = call(tmp_path / "out1", "1")
+    assert first == {"complete": 1, "failed": 0, "sweep_size": 1}
+    assert (tmp_path / "out1" / "simclr" / "part-0.pt").is_file()
+    assert set(json.loads((tmp_path / "out1" / "embedding.json").read_text())) >= {
+        "knn20_cosine", "linear_probe", "views_per_second"}
+    import shutil
+
+    shutil.copy(tmp_path / "out1" / "runs.tar.gz", state / "runs.tar.gz")  # what came back
+    second = call(tmp_path / "out2", "1,2")
+    assert second == {"complete": 2, "failed": 0, "sweep_size": 2}
+    assert not (tmp_path / "out2" / "simclr").exists()  # not trained again
+    assert (tmp_path / "out2" / "report.md").is_file()

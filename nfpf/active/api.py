@@ -96,9 +96,10 @@ def select_with_oracle(
     method : str
         A strategy of ``conf/selector/al/`` (e.g. "al/margin", "badge").
     seed : int
-    model : estimator, optional
+    model : estimator or str, optional
         The per-round model when the strategy's ``model`` option is unset; default logistic
-        regression (``conf/classifier/logreg.yaml``).
+        regression (``conf/classifier/logreg.yaml``). A name of ``conf/classifier/`` (e.g.
+        "logreg") sets the strategy's ``model`` option.
     model_inputs : ndarray, optional
         What the model trains on (default ``X``).
     images, n_classes : optional
@@ -119,6 +120,8 @@ def select_with_oracle(
     (20,)
     """
     seed = check_seed(seed)
+    if isinstance(model, str):  # a classifier name is the strategy's own ``model`` option
+        options, model = {**options, "model": model}, None
     strategy = make_strategy(method, **options)
     pool = X if isinstance(X, Pool) else Pool(features=np.asarray(X), images=images,
                                              n_classes=n_classes)
