@@ -110,6 +110,8 @@ _QUIET_WARNINGS = (
     r".*TPU available.*", r".*`validation_step` but have no `val_dataloader`.*",
     r".*torch.distributed.nn.functional.all_gather is deprecated.*",
     r".*when logging on epoch level in distributed setting.*",
+    # on a SLURM login node: nfpf's sweeps reach SLURM through their launcher, not srun
+    r".*The `srun` command is available on your system but is not used.*",
 )
 
 

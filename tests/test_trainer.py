@@ -125,3 +125,16 @@ def test_gpu_out_of_memory_in_a_fit_names_the_batch_size(monkeypatch):
     with pytest.raises(GpuMemoryError, match=r"ResNetModule ran out of GPU memory .*Lower "
                                              r"classifier.batch_size"):
         ResNetClassifier(epochs=1, batch_size=4).fit(x, np.arange(8) % 2)
+
+
+def test_lightning_fits_are_quiet_on_a_slurm_node(monkeypatch, recwarn):
+    """Where ``srun`` is on the PATH Lightning hints at it for every Trainer; nfpf's sweeps
+    reach SLURM through their launcher, so the hint is noise and stays muted."""
+    import warnings
+
+    from nfpf.trainer import quiet_lightning
+
+    with quiet_lightning():
+        warnings.warn("The `srun` command is available on your system but is not used. "
+                      "HINT: ...", UserWarning, stacklevel=1)
+    assert not [w for w in recwarn if "srun" in str(w.message)]
