@@ -449,8 +449,8 @@ def test_resnet18_ddp_two_processes(monkeypatch):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         monkeypatch.setenv("MASTER_PORT", str(busy.getsockname()[1]))
-        ddp = ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(x[train], y[train],
-                                                              eval_set=(x[test], y[test]))
+        ddp = retry_one_worker_crash(lambda: ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(
+            x[train], y[train], eval_set=(x[test], y[test])))
         assert os.environ["MASTER_PORT"] == str(busy.getsockname()[1])  # put back
     # batch_size is the global batch: 2 processes x 16 make the steps of one process x 32
     assert len(ddp.step_losses_) == len(one.step_losses_) == 3 * 5
@@ -467,11 +467,21 @@ def test_resnet18_ddp_two_processes(monkeypatch):
     assert again.history_ == ddp.history_
 
 
+def retry_one_worker_crash(fit):
+    """``fit()``, once more if a gloo worker was killed by a signal: on the loaded 2-core CI
+    host a worker has aborted (SIGABRT) at the rendezvous about once in six full runs; a
+    second crash, or any other error, fails the test."""
+    try:
+        return fit()
+    except torch.multiprocessing.ProcessExitedException:
+        return fit()
+
+
 def test_simclr_ddp_two_processes():
     x, _ = _digits_images()
     kwargs = dict(epochs=2, batch_size=64, seed=0)
     ddp = SimCLRFeatures(**kwargs, trainer=DDP_CPU)
-    emb = ddp.fit_transform(x[:200])
+    emb = retry_one_worker_crash(lambda: ddp.fit_transform(x[:200]))
     one = SimCLRFeatures(**kwargs).fit(x[:200])
     # the global batch of 64 (2 x 32, all-gathered for NT-Xent): 3 steps an epoch, as one
     # process; the loss of the first step is that of untrained weights on 64 images
