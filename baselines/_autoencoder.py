@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nfpf.trainer import make_trainer, quiet_lightning
-from nfpf.utils import torch_threads
+from nfpf.core.resources import torch_threads
+from nfpf.core.trainer import make_trainer, quiet_lightning
 
 __all__ = [
     "FullBatchModule",
@@ -136,7 +136,7 @@ def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], pha
     """Train ``module`` for ``epochs`` full-batch steps of ``phase`` with a Lightning Trainer.
 
     The batch is ``tensors`` (rows aligned), delivered whole every epoch; the Trainer moves
-    it to the device of the ``trainer`` settings (:func:`nfpf.trainer.make_trainer`) and the
+    it to the device of the ``trainer`` settings (:func:`nfpf.core.trainer.make_trainer`) and the
     module returns to the CPU afterwards. No logger, no checkpoints; Lightning's start-up
     chatter and the "few workers / few batches" warnings, meaningless for a single full
     batch, are muted for the duration of the call only.

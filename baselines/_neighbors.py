@@ -23,7 +23,7 @@ import logging
 import numpy as np
 import torch
 
-from nfpf import kernels
+from nfpf.core import kernels
 
 __all__ = ["as_float_array", "auto_chunk_size", "knn_density", "knn_distances", "l2_normalize"]
 
@@ -160,7 +160,7 @@ def knn_density(
         Rows per distance block.
     device : str, optional
         A torch device (e.g. ``"cuda"``) for the distances, computed in float32 by
-        :func:`nfpf.kernels.knn`; ``None``: the CPU path above.
+        :func:`nfpf.core.kernels.knn`; ``None``: the CPU path above.
 
     Returns
     -------

@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from baselines._autoencoder import (
+from nfpf.baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
     check_hidden_dims,
@@ -33,8 +31,10 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
-from nfpf.trainer import check_one_device
+from torch import nn
+
+from nfpf.core.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
+from nfpf.core.trainer import check_one_device
 
 __all__ = ["ALMS", "ALMSModule", "alms_scores", "frequent_directions", "noisy_copies"]
 
@@ -213,7 +213,7 @@ class ALMS(RankingSelector):
     autoencoder with the real/fake task, then everything jointly with the sketch term at
     half the learning rate (as the released code). Samples are ranked by :func:`alms_scores`
     and the top ``budget`` taken; the ranking does not depend on the budget, so a budget
-    sweep trains once per seed (see :class:`~nfpf.selection.RankingSelector`).
+    sweep trains once per seed (see :class:`~nfpf.core.selection.RankingSelector`).
 
     Parameters
     ----------
@@ -249,7 +249,7 @@ class ALMS(RankingSelector):
         Torch intra-op threads while training (restored afterwards); ``None`` keeps torch's
         setting. The default 1 keeps the run time predictable on a CPU shared with other
         busy processes, where torch's spinning thread pool collapses (see
-        :func:`baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
+        :func:`nfpf.baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
 
     Attributes
     ----------

@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import torch
 
-from nfpf import device as nfpf_device
-from nfpf.selection import Pool, Selector
-from nfpf.utils import torch_threads
+from nfpf.core import device as nfpf_device
+from nfpf.core.resources import torch_threads
+from nfpf.core.selection import Pool, Selector
 
 __all__ = ["Coreset"]
 

@@ -22,10 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
-from torch import nn
-
-from baselines._autoencoder import (
+from nfpf.baselines._autoencoder import (
     FullBatchModule,
     MLPAutoencoder,
     check_hidden_dims,
@@ -36,8 +33,11 @@ from baselines._autoencoder import (
     top_k,
     torch_threads,
 )
-from nfpf.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
-from nfpf.trainer import check_one_device
+from sklearn.cluster import KMeans
+from torch import nn
+
+from nfpf.core.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
+from nfpf.core.trainer import check_one_device
 
 __all__ = ["DUAL", "DUALModule", "dual_scores"]
 
@@ -151,7 +151,7 @@ class DUAL(RankingSelector):
     autoencoder alone, then K-means (K clusters) on its codes gives the centres M, then the
     joint objective. Samples are ranked by :func:`dual_scores` and the top ``budget`` taken;
     the ranking does not depend on the budget, so a budget sweep trains once per seed (see
-    :class:`~nfpf.selection.RankingSelector`).
+    :class:`~nfpf.core.selection.RankingSelector`).
 
     Parameters
     ----------
@@ -183,7 +183,7 @@ class DUAL(RankingSelector):
         Torch intra-op threads while training (restored afterwards); ``None`` keeps torch's
         setting. The default 1 keeps the run time predictable on a CPU shared with other
         busy processes, where torch's spinning thread pool collapses (see
-        :func:`baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
+        :func:`nfpf.baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
 
     Attributes
     ----------

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from nfpf.baselines._neighbors import as_float_array, auto_chunk_size, l2_normalize
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_memory
 
-from baselines._neighbors import as_float_array, auto_chunk_size, l2_normalize
-from nfpf import device as nfpf_device
-from nfpf import kernels
-from nfpf.memo import Memo
-from nfpf.selection import Pool, Selector, select_on_subset
+from nfpf.core import device as nfpf_device
+from nfpf.core import kernels
+from nfpf.core.memo import Memo
+from nfpf.core.selection import Pool, Selector, select_on_subset
 
 __all__ = ["ProbCover", "delta_ball_graph", "greedy_max_coverage", "purity_delta"]
 
@@ -68,13 +68,13 @@ class ProbCover(Selector):
     memory : str, joblib.Memory or None, default=None
         Where to cache δ and the ball graph, which do not depend on the budget: a sweep
         over budgets with the same pool, seed and parameters builds them once
-        (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes its cache). The picks are identical
+        (:class:`nfpf.core.memo.Memo`; ``nfpf-run`` passes its cache). The picks are identical
         with or without it; ``info_["memory_hits"]`` says what was reused.
     device : {"auto", "cpu", "cuda", "cuda:N"}
         Where the chunked distance passes (and the purity rule's K-means) run: ``"cpu"``
         (the reference), a GPU, or ``"auto"`` (the GPU when one is visible). The passes do
         the same float32 arithmetic on either, so with ``delta`` given the picks are the
-        same; the purity rule's K-means on the GPU is :func:`nfpf.kernels.kmeans`
+        same; the purity rule's K-means on the GPU is :func:`nfpf.core.kernels.kmeans`
         (``n_init="auto"``: one restart), scikit-learn's clustering up to float32 rounding,
         so δ and the picks too, up to that rounding. GPU memory O(chunk_size * n).
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from sklearn import cluster
 
-from nfpf import device as nfpf_device
-from nfpf import kernels
-from nfpf.selection import Pool, Selector, candidate_subset
+from nfpf.core import device as nfpf_device
+from nfpf.core import kernels
+from nfpf.core.selection import Pool, Selector, candidate_subset
 
 __all__ = ["KMeans", "Random", "nearest_distinct"]
 
@@ -48,7 +48,7 @@ class KMeans(Selector):
         (default): fit on the whole pool.
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``"cpu"``: scikit-learn (the reference path). A GPU: the torch k-means of
-        :func:`nfpf.kernels.kmeans` (Lloyd in float32 from scikit-learn's k-means++ draws,
+        :func:`nfpf.core.kernels.kmeans` (Lloyd in float32 from scikit-learn's k-means++ draws,
         best of ``n_init`` by inertia), the same clustering as scikit-learn's up to float32
         rounding, so mostly the same picks (measured on digits: 93-100 % shared). The GPU
         path always runs full Lloyd k-means: ``minibatch_above`` is a CPU shortcut it does not

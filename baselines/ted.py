@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 import torch
+from nfpf.baselines._neighbors import as_float_array
 
-from baselines._neighbors import as_float_array
-from nfpf import device as nfpf_device
-from nfpf.selection import Pool, Selector
+from nfpf.core import device as nfpf_device
+from nfpf.core.selection import Pool, Selector
 
 __all__ = ["TED", "candidate_subset", "rbf_gamma"]
 

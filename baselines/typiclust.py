@@ -6,12 +6,12 @@ import logging
 
 import numpy as np
 import torch
+from nfpf.baselines._neighbors import as_float_array, knn_density, l2_normalize
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from baselines._neighbors import as_float_array, knn_density, l2_normalize
-from nfpf import device as nfpf_device
-from nfpf import kernels
-from nfpf.selection import Pool, Selector
+from nfpf.core import device as nfpf_device
+from nfpf.core import kernels
+from nfpf.core.selection import Pool, Selector
 
 __all__ = ["DISTANCES", "TypiClust", "check_typiclust_options"]
 
@@ -56,7 +56,7 @@ class TypiClust(Selector):
     from faiss ``IndexFlatL2``, which returns *squared* distances, so its typicality is
     ``1 / mean squared distance`` (``distance="squared"``). ``distance="euclidean"`` is the
     paper's ``1 / mean distance``. The neighbour convention (the sample itself excluded by
-    index) is :mod:`baselines._neighbors`'.
+    index) is :mod:`nfpf.baselines._neighbors`'.
 
     When ``B`` exceeds the number of usable clusters the picks keep cycling, so a cluster can
     give several samples; a cluster with no unselected sample left is skipped, and once all
@@ -80,7 +80,7 @@ class TypiClust(Selector):
         (paper).
     normalize : bool
         L2-normalise the features before clustering and typicality (released code). An
-        all-zero row is left at the origin (:func:`baselines._neighbors.l2_normalize`);
+        all-zero row is left at the origin (:func:`nfpf.baselines._neighbors.l2_normalize`);
         ``info_["n_zero_rows"]`` counts them.
     minibatch_above : int
         Use ``MiniBatchKMeans`` (batch size ``batch_size``) when K exceeds this (paper: 50).
@@ -97,7 +97,7 @@ class TypiClust(Selector):
         bound. ``None`` (default): exact.
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``"cpu"``: scikit-learn K-means and the CPU kNN (the reference path). A GPU: the
-        torch k-means of :func:`nfpf.kernels.kmeans` (full Lloyd in float32 from k-means++,
+        torch k-means of :func:`nfpf.core.kernels.kmeans` (full Lloyd in float32 from k-means++,
         also where the CPU path would use ``MiniBatchKMeans``; ``n_init="auto"`` is one
         restart) and the typicality's kNN on the GPU. Given the same clusters the picks are
         the CPU path's; with ``KMeans`` on the CPU (K <= ``minibatch_above``) the clusters

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from nfpf.baselines._neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils.validation import check_memory
 
-from baselines._neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
-from nfpf import device as nfpf_device
-from nfpf import kernels
-from nfpf.memo import Memo
-from nfpf.selection import Pool, Selector, select_on_subset
+from nfpf.core import device as nfpf_device
+from nfpf.core import kernels
+from nfpf.core.memo import Memo
+from nfpf.core.selection import Pool, Selector, select_on_subset
 
 __all__ = ["USL", "usl_regularizer"]
 
@@ -27,7 +27,7 @@ class USL(Selector):
 
     Density is the kNN density ``1 / mean squared distance to the k nearest other samples``
     (squared, as the released code's kNN returns squared distances; see
-    :mod:`baselines._neighbors`). Selection is refined for ``n_iters`` rounds: round 0 takes
+    :mod:`nfpf.baselines._neighbors`). Selection is refined for ``n_iters`` rounds: round 0 takes
     each cluster's densest sample; after each round the regulariser
 
         R_new(x) = sum over picks s of other clusters with ||x - s||^2 < horizon_dist
@@ -72,12 +72,13 @@ class USL(Selector):
         Rows per distance block.
     memory : str, joblib.Memory or None, default=None
         Where to cache the kNN density, which depends on neither the budget nor the seed:
-        a sweep computes it once per pool (:class:`nfpf.memo.Memo`; ``nfpf-run`` passes
+        a sweep computes it once per pool (:class:`nfpf.core.memo.Memo`; ``nfpf-run`` passes
         its cache). The picks are identical with or without it; ``info_["memory_hits"]``
         says whether it was reused.
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``"cpu"``: the reference path (scikit-learn K-means, CPU kNN). A GPU: the kNN
-        density (:func:`nfpf.kernels.knn`, float32), the K-means (:func:`nfpf.kernels.kmeans`:
+        density (:func:`nfpf.core.kernels.knn`, float32), the K-means
+        (:func:`nfpf.core.kernels.kmeans`:
         full Lloyd from k-means++, also where the CPU path would use ``MiniBatchKMeans``;
         ``n_init="auto"`` is one restart) and the regulariser run there. The density and the
         regulariser are the CPU path's arithmetic, so given the same clusters the picks are

@@ -1,6 +1,6 @@
 """nfpf: benchmarking unsupervised active learning, centred on NFPF (arXiv 2510.04939)."""
 
-from nfpf.selection import Pool, Selector
+from nfpf.core.selection import Pool, Selector
 
 __version__ = "0.1.0"
 
@@ -8,8 +8,8 @@ __all__ = ["Pool", "Selector", "__version__", "select", "select_with_oracle"]
 
 
 def select(*args, **kwargs):
-    """Choose what to label; see :func:`nfpf.api.select`."""
-    from nfpf.api import select as _select
+    """Choose what to label; see :func:`nfpf.core.api.select`."""
+    from nfpf.core.api import select as _select
 
     return _select(*args, **kwargs)
 

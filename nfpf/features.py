@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.decomposition import PCA as _SkPCA
 from sklearn.preprocessing import StandardScaler
 
-from nfpf.results import write_npy_atomic
+from nfpf.io import write_npy_atomic
 
 __all__ = ["PCA", "FeatureSpace", "Raw", "Standardize", "compute_features"]
 

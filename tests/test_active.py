@@ -18,7 +18,6 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 import nfpf
-from baselines.al_typiclust import TypiClustAL
 from nfpf.active import (
     BADGE,
     ActiveStrategy,
@@ -41,9 +40,10 @@ from nfpf.active.strategies import (
     margin_scores,
     most_uncertain,
 )
-from nfpf.api import CONFIG_DIR, available_selectors
-from nfpf.pipeline import RunNames, run
-from nfpf.selection import Pool, Selector
+from nfpf.active.typiclust import TypiClustAL
+from nfpf.core.api import CONFIG_DIR, available_selectors
+from nfpf.core.selection import Pool, Selector
+from nfpf.evaluation.pipeline import RunNames, run
 
 AL_STRATEGIES = sorted(f"al/{p.stem}" for p in (CONFIG_DIR / "selector" / "al").glob("*.yaml"))
 
@@ -212,7 +212,7 @@ def test_badge_seeding_equals_a_direct_kmeanspp_on_the_materialised_embedding():
 
 
 def test_last_layer_inputs_of_a_torch_head_are_its_penultimate_features(digits):
-    from nfpf.classifiers import LightningClassifier
+    from nfpf.evaluation.classifiers import LightningClassifier
 
     X, y = digits
     model = LightningClassifier(head="mlp", hidden=16, epochs=2, seed=0).fit(X[:60], y[:60])
@@ -246,9 +246,8 @@ def test_coreset_al_equals_an_all_pairs_kcenter():
 # ----------------------------------------------------------------------------- TypiClust
 
 def test_typiclust_al_without_labels_is_the_one_shot_typiclust(digits):
+    from nfpf.baselines.typiclust import TypiClust
     from sklearn.preprocessing import normalize
-
-    from baselines.typiclust import TypiClust
 
     X, _ = digits
     al = TypiClustAL()
@@ -296,7 +295,7 @@ def test_every_strategy_queries_exactly_the_budget_and_is_deterministic(strategy
 
 
 def test_cold_start_from_a_ual_selector(digits):
-    from baselines.typiclust import TypiClust
+    from nfpf.baselines.typiclust import TypiClust
 
     X, y = digits
     strategy = Margin(init="typiclust", init_size=10, rounds=2)
@@ -422,12 +421,12 @@ def test_pipeline_runs_reach_labels_only_through_the_oracle(tmp_path, monkeypatc
      "not a UAL selector"),
 ])
 def test_pipeline_refuses_bad_al_input_before_any_work(tmp_path, monkeypatch, overrides, match):
-    import nfpf.pipeline
+    import nfpf.evaluation.pipeline
 
     def no_features(*args, **kwargs):
         raise AssertionError("features were computed before the AL config was checked")
 
-    monkeypatch.setattr(nfpf.pipeline, "_load_features", no_features)
+    monkeypatch.setattr(nfpf.evaluation.pipeline, "_load_features", no_features)
     with pytest.raises(ValueError, match=match):
         run(compose_run("selector=al/margin", *overrides, f"paths.output_dir={tmp_path}"),
             RunNames("t", "digits", "raw", "al/margin", "x"), tmp_path / "r")
@@ -503,7 +502,7 @@ def test_deep_model_is_retrained_each_round_on_cpu():
 # ----------------------------------------------------------------------------- report
 
 def _planted(root, selector, seed, accuracy, label_using):
-    from nfpf.results import write_json_atomic
+    from nfpf.io import write_json_atomic
 
     run_dir = root / f"{selector.replace('/', '_')}_s{seed}"
     (run_dir / ".hydra").mkdir(parents=True)

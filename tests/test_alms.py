@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nfpf.baselines.alms import ALMS, ALMSModule, alms_scores, frequent_directions, noisy_copies
 
-from baselines.alms import ALMS, ALMSModule, alms_scores, frequent_directions, noisy_copies
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "selector" / "alms.yaml"
 SMALL = dict(hidden_dims=(16,), latent_dim=6, sketch_size=8, pretrain_epochs=15, epochs=15,
@@ -165,7 +165,7 @@ def test_zero_rows_are_allowed():
 def test_candidate_subset_above_limit(caplog):
     X = blobs(n=200)
     sel = ALMS(max_candidates=40, **SMALL)
-    with caplog.at_level(logging.INFO, logger="nfpf.selection"):
+    with caplog.at_level(logging.INFO, logger="nfpf.core.selection"):
         idx = sel.select(X, 6, seed=7)
     expected = np.sort(np.random.default_rng(7).choice(200, size=40, replace=False))
     np.testing.assert_array_equal(sel.candidates_, expected)

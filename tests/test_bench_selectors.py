@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments import bench_selectors as bench
+from experiments.benchmarks import bench_selectors as bench
 
 
 def test_synthetic_large_pool_is_seeded_and_shaped():

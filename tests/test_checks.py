@@ -13,12 +13,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 
 import nfpf
-from nfpf.api import CONFIG_DIR, available_selectors, load_selector_config, make_selector
+from nfpf.app.select_images import SelectError, select_images
+from nfpf.core.api import CONFIG_DIR, available_selectors, load_selector_config, make_selector
+from nfpf.core.selection import MAX_SEED, Pool, Selector, check_seed
 from nfpf.data import load_dataset
-from nfpf.pipeline import RunNames, resolve_budget, run
-from nfpf.results import write_json_atomic, write_npy_atomic
-from nfpf.select_images import SelectError, select_images
-from nfpf.selection import MAX_SEED, Pool, Selector, check_seed
+from nfpf.evaluation.pipeline import RunNames, resolve_budget, run
+from nfpf.io import write_json_atomic, write_npy_atomic
 
 BAD_SEEDS = [-1, 1.5, MAX_SEED + 1, 2**40, None, "a", True, float("nan")]
 

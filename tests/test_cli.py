@@ -28,7 +28,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def nfpf_run(*args: str, out: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "experiments.run", *args, f"paths.output_dir={out}"],
+        [sys.executable, "-m", "nfpf.cli.run", *args, f"paths.output_dir={out}"],
         cwd=out.parent, env=_env(**env), capture_output=True, text=True, timeout=600)
 
 
@@ -92,7 +92,7 @@ def test_debug_keeps_the_traceback(tmp_path):
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1,2",
+        [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1,2",
          "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
         cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True, start_new_session=True)
@@ -113,7 +113,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 def test_workers_exit_when_nfpf_run_is_killed(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1",
+        [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1",
          "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
         cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
@@ -133,7 +133,7 @@ def test_workers_exit_when_nfpf_run_is_killed(tmp_path):
 
 def test_two_sweeps_on_one_output_directory_compute_each_run_once(tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "experiments.run", "selector=random", "seed=0,1,2",
+    args = [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1,2",
             "budget_per_class=1", "classifier=lightning_linear",
             "hydra/launcher=basic", f"paths.output_dir={out}"]
     sweeps = [subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
@@ -200,7 +200,7 @@ def test_a_sweeps_failures_come_from_its_ledger_lines_not_file_clocks(tmp_path):
     """The exit status counts the runs this sweep recorded (the ledger lines after the
     start snapshot), whatever the clocks of the files: a run that failed before and
     completes now is not a failure; one that fails now is, even with an old failed.json."""
-    from experiments.callbacks import append_status, latest_statuses
+    from nfpf.cli.callbacks import append_status, latest_statuses
 
     ledger = tmp_path / "ledger.jsonl"
     append_status(ledger, "a", "failed")  # the snapshot of an earlier sweep

@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
-from nfpf.api import CONFIG_DIR, available_selectors
-from nfpf.selection import Selector
+from nfpf.core.api import CONFIG_DIR, available_selectors
+from nfpf.core.selection import Selector
 
 
 def group_options(group: str) -> list[str]:
@@ -83,7 +83,7 @@ def test_quickstart_is_the_default_and_sweeps_every_selector():
 
 
 def test_unknown_selector_lists_known_ones():
-    from nfpf.api import make_selector
+    from nfpf.core.api import make_selector
 
     with pytest.raises(ValueError, match=r"Known selectors: .*coreset"):
         make_selector("no_such_method")

@@ -274,7 +274,7 @@ def test_resnet18_grey_small_budget_deterministic_and_clonable():
 
 def trainer_override(option: str) -> str:
     """``trainer=<option>`` once conf/config.yaml has a trainer default, else ``+trainer=``."""
-    from nfpf.api import CONFIG_DIR
+    from nfpf.core.api import CONFIG_DIR
 
     text = (CONFIG_DIR / "config.yaml").read_text()
     has_default = re.search(r"^\s*-\s*trainer\s*:", text, re.MULTILINE)
@@ -284,8 +284,8 @@ def trainer_override(option: str) -> str:
 def test_resnet18_through_the_pipeline(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from nfpf.api import CONFIG_DIR
-    from nfpf.pipeline import RunNames, run
+    from nfpf.core.api import CONFIG_DIR
+    from nfpf.evaluation.pipeline import RunNames, run
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -397,7 +397,7 @@ def test_trainer_settings_reach_the_models():
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from nfpf.api import CONFIG_DIR
+    from nfpf.core.api import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["classifier=resnet18", "features=simclr",
@@ -569,9 +569,9 @@ def test_broadcast_buffers_gives_every_rank_rank0s_statistics(tmp_path):
 def test_pipeline_refuses_strategies_that_relaunch_the_command(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from nfpf.api import CONFIG_DIR
-    from nfpf.pipeline import RunNames, run
-    from nfpf.trainer import check_in_process_strategy
+    from nfpf.core.api import CONFIG_DIR
+    from nfpf.core.trainer import check_in_process_strategy
+    from nfpf.evaluation.pipeline import RunNames, run
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -594,7 +594,7 @@ def test_ddp_sweep_under_joblib_workers(tmp_path):
     """trainer=ddp in a sweep whose jobs run in joblib (loky) workers: 2 runs at once, each
     training on 2 CPU processes; rank 0's per-epoch lines reach the run's log file."""
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "experiments.run", "-m", "experiment=single", "logger=none",
+    cmd = [sys.executable, "-m", "nfpf.cli.run", "-m", "experiment=single", "logger=none",
            "dataset=digits", "selector=random", "seed=0,1", "budget=40",
            "classifier=resnet18", "classifier.epochs=1", "trainer=ddp",
            "trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false",
@@ -664,8 +664,8 @@ def test_image_classifier_on_a_feature_dataset_fails_before_any_work(tmp_path):
     import scipy.io
     from hydra import compose, initialize_config_dir
 
-    from nfpf.api import CONFIG_DIR
-    from nfpf.pipeline import RunNames, run
+    from nfpf.core.api import CONFIG_DIR
+    from nfpf.evaluation.pipeline import RunNames, run
 
     rng = np.random.default_rng(0)
     scipy.io.savemat(tmp_path / "vectors.mat", {"X": rng.normal(size=(60, 7)),
@@ -710,7 +710,7 @@ def test_cifar10_deep_quick_end_to_end(data_root, tmp_path):
     """experiment=cifar10_deep_quick on a subset (20 images per class): SimCLR on the pool,
     4 selectors on its embedding, ResNet-18 on the picks' images and the linear probe on
     their embeddings, then the report."""
-    cmd = [sys.executable, "-m", "experiments.run", "experiment=cifar10_deep_quick",
+    cmd = [sys.executable, "-m", "nfpf.cli.run", "experiment=cifar10_deep_quick",
            "logger=none", "dataset.max_per_class=20", f"paths.data_root={data_root}",
            f"paths.output_dir={tmp_path}"]
     root = Path(__file__).resolve().parents[1]
@@ -744,7 +744,7 @@ def test_cifar10_deep_device_script_continues_across_calls(data_root, tmp_path):
     state = tmp_path / "state"
 
     def call(out: Path, budgets: str) -> dict:  # each call on a "fresh machine" (--work)
-        cmd = [sys.executable, "-m", "experiments.cifar10_deep_device", "--out", str(out),
+        cmd = [sys.executable, "-m", "experiments.device.cifar10_deep_device", "--out", str(out),
                "--state", str(state), "--work", str(out / "work"), "--budget", "400", "--",
                *tiny,
                f"hydra.sweeper.params.budget_per_class='{budgets}'"]

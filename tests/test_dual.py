@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nfpf.baselines.dual import DUAL, DUALModule, dual_scores
 
-from baselines.dual import DUAL, DUALModule, dual_scores
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "selector" / "dual.yaml"
 SMALL = dict(hidden_dims=(16,), latent_dim=4, pretrain_epochs=20, epochs=25, pretrain_lr=1e-2,
@@ -75,7 +75,7 @@ def test_training_loss_decreases_and_diagonal_stays_zero():
 
     module = DUALModule(20, 6, (8,), 3, 2, 1.0, 1.0, 1e-2, 1e-2,
                         torch.Generator().manual_seed(0))
-    from baselines._autoencoder import fit_full_batch
+    from nfpf.baselines._autoencoder import fit_full_batch
     fit_full_batch(module, [torch.from_numpy(X[:20])], "joint", 5)
     assert torch.count_nonzero(torch.diagonal(module.coef)) == 0
     assert torch.count_nonzero(module.coef) > 0
@@ -115,7 +115,7 @@ def test_exactly_budget_distinct_indices(n, budget):
 def test_candidate_subset_above_limit(caplog):
     X = blobs(n=200)
     sel = DUAL(max_candidates=40, **SMALL)
-    with caplog.at_level(logging.INFO, logger="nfpf.selection"):
+    with caplog.at_level(logging.INFO, logger="nfpf.core.selection"):
         idx = sel.select(X, 6, seed=7)
     expected = np.sort(np.random.default_rng(7).choice(200, size=40, replace=False))
     np.testing.assert_array_equal(sel.candidates_, expected)

@@ -1,6 +1,6 @@
 """Every GPU path on a real CUDA GPU (skipped without one, so CI without a GPU stays green).
 
-Run on a GPU machine as ``python -m experiments.gpu_check`` (which also times the
+Run on a GPU machine as ``python -m experiments.device.gpu_check`` (which also times the
 benchmarks) or ``python -m pytest tests/test_gpu.py``. What it covers:
 
 - the deep models (ResNet-18 classifier, SimCLR) under ``trainer=gpu`` in 32-true,
@@ -25,8 +25,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from nfpf.api import make_selector
-from nfpf.selection import Pool
+from nfpf.core.api import make_selector
+from nfpf.core.selection import Pool
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (tests/test_gpu.py runs on one)")
@@ -102,7 +102,7 @@ def test_simclr_under_ddp_nccl(digits):
 
 
 def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "experiments.run", "logger=none", "dataset=digits",
+    cmd = [sys.executable, "-m", "nfpf.cli.run", "logger=none", "dataset=digits",
            "classifier=resnet18", "classifier.epochs=2", "trainer=ddp",
            f"paths.output_dir={tmp_path}", *overrides]
     # keep the caller's path: on the GPU machine Hydra comes from there
@@ -173,7 +173,7 @@ def test_gradient_baselines_train_on_the_gpu(digits, method):
 
 
 def test_lightning_classifier_on_the_gpu(digits):
-    from nfpf.classifiers import LightningClassifier
+    from nfpf.evaluation.classifiers import LightningClassifier
 
     _, y, pool = digits
     X = pool.features

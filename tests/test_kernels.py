@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nfpf.baselines.simple import nearest_distinct as cpu_nearest_distinct
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 from sklearn.neighbors import NearestNeighbors
 
-from baselines.simple import nearest_distinct as cpu_nearest_distinct
-from nfpf import kernels
+from nfpf.core import kernels
 
 
 def blobs(n: int = 1500, d: int = 6, k: int = 8, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from nfpf.select_images import select_images
+from nfpf.app.select_images import select_images
 
 EXECUTABLE = os.environ.get("NFPF_LABEL_STUDIO") or shutil.which("label-studio")
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""nfpf.memo.Memo: reuse across calls, and one computation when workers ask at once."""
+"""nfpf.core.memo.Memo: reuse across calls, and one computation when workers ask at once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from nfpf.memo import Memo
+from nfpf.core.memo import Memo
 
 
 def _slow_sum(data: np.ndarray, scale: float, calls: list) -> float:

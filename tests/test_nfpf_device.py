@@ -14,12 +14,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import nfpf.device
-from nfpf import kernels
-from nfpf.device import GpuMemoryError
-from nfpf.method import NFPF, pca_features
-from nfpf.plus import NFPFPlus
-from nfpf.selection import Pool
+import nfpf.core.device
+from nfpf.core import kernels
+from nfpf.core.device import GpuMemoryError
+from nfpf.core.selection import Pool
+from nfpf.method.plus import NFPFPlus
+from nfpf.method.progressive import NFPF, pca_features
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def digits_pool() -> Pool:
 @pytest.fixture
 def gpu_path_on_cpu(monkeypatch):
     """Every selector's GPU branch, computed on the CPU."""
-    monkeypatch.setattr(nfpf.device, "compute_device",
+    monkeypatch.setattr(nfpf.core.device, "compute_device",
                         lambda device, key="device": torch.device("cpu"))
 
 
 def select_both(make, pool: Pool, budget: int, seed: int, monkeypatch) -> tuple:
     cpu = make(device="cpu").select(pool, budget, seed=seed)
     with monkeypatch.context() as patch:
-        patch.setattr(nfpf.device, "compute_device",
+        patch.setattr(nfpf.core.device, "compute_device",
                       lambda device, key="device": torch.device("cpu"))
         selector = make(device="auto")
         gpu = selector.select(pool, budget, seed=seed)
@@ -49,11 +49,11 @@ def select_both(make, pool: Pool, budget: int, seed: int, monkeypatch) -> tuple:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gpu_path_picks_equal_cpu_picks_without_kmeans(digits_pool, monkeypatch, seed):
     """Reference SFLM, current SFLMs and RD scores: the same arithmetic on the GPU path."""
-    import nfpf.method
+    import nfpf.method.progressive
 
     copies = []
-    to_device = nfpf.method._device_rows
-    monkeypatch.setattr(nfpf.method, "_device_rows",
+    to_device = nfpf.method.progressive._device_rows
+    monkeypatch.setattr(nfpf.method.progressive, "_device_rows",
                         lambda *args: copies.append(args[1]) or to_device(*args))
 
     def make(device):
@@ -131,9 +131,9 @@ def test_a_gpu_selection_is_cached_apart_from_the_cpu_one(tmp_path, monkeypatch)
     reuses it (and the CPU key is the one of a selector without a device)."""
     from hydra import compose, initialize_config_dir
 
-    import nfpf.pipeline
-    from nfpf.api import CONFIG_DIR
-    from nfpf.pipeline import RunNames, run
+    import nfpf.evaluation.pipeline
+    from nfpf.core.api import CONFIG_DIR
+    from nfpf.evaluation.pipeline import RunNames, run
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=single", "logger=none",
@@ -141,9 +141,9 @@ def test_a_gpu_selection_is_cached_apart_from_the_cpu_one(tmp_path, monkeypatch)
                                            f"paths.output_dir={tmp_path}"])
     names = RunNames("test", "digits", "raw", "coreset", "linear_svc")
     run(cfg, names, tmp_path / "cpu")
-    monkeypatch.setattr(nfpf.pipeline, "compute_device",
+    monkeypatch.setattr(nfpf.evaluation.pipeline, "compute_device",
                         lambda device, key="device": torch.device("cuda"))
-    monkeypatch.setattr(nfpf.device, "compute_device",
+    monkeypatch.setattr(nfpf.core.device, "compute_device",
                         lambda device, key="device": torch.device("cpu"))
     run(cfg, names, tmp_path / "gpu")
     selections = sorted((tmp_path / "cache" / "selections").glob("*.npy"))

@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 
-from nfpf.api import CONFIG_DIR
-from nfpf.method import NFPF
-from nfpf.selection import Pool
+from nfpf.core.api import CONFIG_DIR
+from nfpf.core.selection import Pool
+from nfpf.method.progressive import NFPF
 
 FAST = dict(ref_hidden=120, progress=False, kmeans_n_init=2)
 
@@ -193,7 +193,7 @@ def test_yaml_defaults_equal_class_defaults():
 
 
 def test_ablation_variants_extend_nfpf_and_change_what_they_name():
-    from nfpf.api import load_selector_config
+    from nfpf.core.api import load_selector_config
 
     base = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "selector" / "nfpf.yaml"))
     files = sorted(p for p in (CONFIG_DIR / "selector" / "ablation").glob("nfpf_*.yaml")
@@ -255,7 +255,7 @@ def test_nan_and_constant_pools():
 def test_streamed_pca_equals_sklearn_pca():
     from sklearn.decomposition import PCA
 
-    from nfpf.method import pca_features
+    from nfpf.method.progressive import pca_features
 
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(500, 30)) @ rng.normal(size=(30, 30)) + 3.0).astype(np.float32)
@@ -267,7 +267,7 @@ def test_streamed_pca_equals_sklearn_pca():
 
 @pytest.mark.parametrize("faithful", [False, True])
 def test_candidate_errors_depend_on_the_batch_only_in_faithful_mode(faithful):
-    from nfpf.sflm import SFLM, draw_weights
+    from nfpf.method.sflm import SFLM, draw_weights
 
     rng = np.random.default_rng(0)
     X = np.tanh(rng.normal(size=(300, 20)))
@@ -307,7 +307,7 @@ def test_selection_does_not_depend_on_n_jobs_or_overlapped_seeding(seeding):
         np.testing.assert_array_equal(runs[n_jobs][1].seeds_, runs[1][1].seeds_)
     assert torch.get_num_threads() == before
     # the reference is the plain SFLM fitted on the pool (nothing lost in the overlap)
-    from nfpf.sflm import SFLM
+    from nfpf.method.sflm import SFLM
     ss_ref = np.random.default_rng(np.random.SeedSequence(4).spawn(4)[0])
     ref = SFLM(FAST["ref_hidden"], random_state=ss_ref, batch_size=64, n_jobs=1).fit(
         pool.pixels())
@@ -326,7 +326,7 @@ def test_reference_error_in_the_background_is_raised():
 def test_qr_orthonormalisation_reaches_the_reference_and_keeps_the_seeds():
     """orthonormalisation='qr' changes the reference SFLM to the QR-drawn one (checked against
     a plain SFLM) but not the K-means seeds, and the selection stays exact and deterministic."""
-    from nfpf.sflm import SFLM
+    from nfpf.method.sflm import SFLM
 
     rng = np.random.default_rng(5)
     X = (rng.normal(size=(5, 30))[rng.integers(0, 5, 400)]

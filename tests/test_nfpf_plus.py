@@ -1,4 +1,4 @@
-"""Tests of NFPF+ (nfpf/plus.py): budget contract, determinism, options, no labels, errors."""
+"""Tests of NFPF+ (nfpf/method/plus.py): budget, determinism, options, no labels, errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import inspect
 import numpy as np
 import pytest
 
-from nfpf.method import NFPF
-from nfpf.plus import NFPFPlus
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
+from nfpf.method.plus import NFPFPlus
+from nfpf.method.progressive import NFPF
 
 FAST = {"ref_hidden": 40, "progress": False, "kmeans_n_init": 1}
 

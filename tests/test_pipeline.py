@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nfpf.api import CONFIG_DIR
-from nfpf.pipeline import InfeasibleBudgetError, RunNames, run
+from nfpf.core.api import CONFIG_DIR
+from nfpf.evaluation.pipeline import InfeasibleBudgetError, RunNames, run
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def nfpf_run(*overrides: str, out: Path, check: bool = True, **kwargs):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", *overrides, f"paths.output_dir={out}"],
+        [sys.executable, "-m", "nfpf.cli.run", *overrides, f"paths.output_dir={out}"],
         cwd=out.parent, env=env, capture_output=True, text=True, timeout=600, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"nfpf-run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -61,7 +61,7 @@ def test_multirun_2x2_writes_4_results_and_a_report(tmp_path):
 def test_sweep_killed_and_rerun_finishes_without_duplicates(tmp_path):
     out = tmp_path / "out"
     sweep = out / "multirun" / "quickstart"
-    args = [sys.executable, "-m", "experiments.run", "selector=random,coreset,kmeans",
+    args = [sys.executable, "-m", "nfpf.cli.run", "selector=random,coreset,kmeans",
             "seed=0,1", "budget_per_class=3", "classifier=lightning_linear",
             f"paths.output_dir={out}"]
     env = {**os.environ, "WANDB_MODE": "offline"}
@@ -131,7 +131,7 @@ def test_sweep_with_an_unknown_choice_fails_before_any_run(tmp_path):
 
 
 def test_sweep_validation_keeps_one_job_per_group_combination():
-    from experiments.sweep_validation import representative_jobs
+    from nfpf.cli.sweep_validation import representative_jobs
 
     groups = {"selector", "selector/ablation", "dataset", "hydra/launcher"}
     batch = [[f"dataset={d}", f"selector={s}", f"budget_per_class={b}", f"seed={r}"]
@@ -149,9 +149,8 @@ def test_sweep_validation_keeps_one_job_per_group_combination():
 def test_hydra_sweeper_validates_one_job_per_group_combination():
     from types import SimpleNamespace
 
+    import nfpf.cli.run  # noqa: F401  (installs the validation)
     from hydra.core.plugins import Plugins
-
-    import experiments.run  # noqa: F401  (installs the validation)
 
     composed = []
 
@@ -233,7 +232,7 @@ def test_ranking_selector_trains_once_per_seed_across_budgets(tmp_path):
 
 
 def test_labels_never_reach_the_selector(tmp_path, monkeypatch):
-    from nfpf.selection import Pool, Selector
+    from nfpf.core.selection import Pool, Selector
 
     seen = []
     original = Selector.select
@@ -263,7 +262,7 @@ def test_wandb_offline_run_holds_the_accuracy(tmp_path):
 
 def test_wandb_settings_reach_the_run(tmp_path):
     # conf/logger/wandb.yaml turns the per-run package list off; asking for it brings it back
-    from nfpf.tracking import WandbLogger
+    from nfpf.evaluation.tracking import WandbLogger
 
     record = {"metrics": {"accuracy": 0.5, "balanced_accuracy": 0.5, "classes_covered": 1,
                           "class_histogram": [1], "per_class_accuracy": [0.5]}, "timings": {}}
@@ -280,7 +279,7 @@ def test_wandb_settings_reach_the_run(tmp_path):
 
 
 def test_progress_ledger_counts_the_last_status_of_each_run(tmp_path):
-    from experiments.callbacks import append_status, ledger_counts
+    from nfpf.cli.callbacks import append_status, ledger_counts
 
     ledger = tmp_path / "progress.jsonl"
     for run_dir, status in [("a", "failed"), ("b", "complete"), ("c", "skipped"),

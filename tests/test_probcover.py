@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import nfpf.baselines.probcover as pc
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from nfpf.baselines.probcover import ProbCover, delta_ball_graph, greedy_max_coverage, purity_delta
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
-import baselines.probcover as pc
-from baselines.probcover import ProbCover, delta_ball_graph, greedy_max_coverage, purity_delta
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 
 def _unit(X: np.ndarray) -> np.ndarray:

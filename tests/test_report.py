@@ -15,18 +15,18 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
+from nfpf.io import write_json_atomic, write_npy_atomic
 from nfpf.report import ReportPaths, build_report, log_report_to_wandb
 from nfpf.report.collect import shipped_config, variant_labels
 from nfpf.report.stats import min_wilcoxon_p, normalized_auc, paired_tests, wilcoxon_p
-from nfpf.results import write_json_atomic, write_npy_atomic
 
 SEEDS = range(6)
 BUDGETS = (10, 20, 50)
 N_POOL = 1257  # digits pool (test_fraction 0.3)
 DIGITS = {"_target_": "nfpf.data.load_dataset", "name": "digits", "root": None,
           "test_fraction": 0.3, "split_seed": 0}
-SELECTOR_TARGETS = {"nfpf": "nfpf.method.NFPF", "kmeans": "baselines.simple.KMeans",
-                    "random": "baselines.simple.Random"}
+SELECTOR_TARGETS = {"nfpf": "nfpf.method.NFPF", "kmeans": "nfpf.baselines.simple.KMeans",
+                    "random": "nfpf.baselines.simple.Random"}
 
 # Planted accuracies, [selector][budget] -> one value per seed (6 seeds), classifier linear_svc.
 # B=10: nfpf > kmeans > random, nfpf beats kmeans on every seed by distinct margins.
@@ -386,7 +386,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 
 
 def test_cli(sweep, tmp_path, capsys):
-    from experiments.report import main
+    from nfpf.cli.report import main
 
     assert main([str(sweep), "--out", str(tmp_path / "r"), "--no-figures",
                  "--reference", "kmeans"]) == 0
@@ -431,7 +431,7 @@ def test_cells_whose_seeds_picked_the_same_samples_are_marked(tmp_path):
     same = np.arange(10)
     for seed in range(3):
         _plant(tmp_path, _record("ted", "linear_svc", 10, seed, 0.7,
-                                 selector_config={"_target_": "baselines.ted.TED"}), same)
+                                 selector_config={"_target_": "nfpf.baselines.ted.TED"}), same)
         _plant(tmp_path, _record("random", "linear_svc", 10, seed, 0.5),
                np.arange(seed, seed + 10))
     paths = build_report(tmp_path, tmp_path / "report")

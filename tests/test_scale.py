@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from nfpf.method import NFPF
-from nfpf.selection import Pool
-from nfpf.sflm import SFLM
+from nfpf.core.selection import Pool
+from nfpf.method.progressive import NFPF
+from nfpf.method.sflm import SFLM
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"ref_hidden": 60, "progress": False, "batch_size": 256, "candidate_pool": 300,
@@ -117,7 +117,7 @@ def test_sflm_fit_on_memmap_equals_in_memory(blobs, on_disk):
 
 # ------------------------------------------------------------------ bounded modes
 def test_probcover_candidate_subset(blobs):
-    from baselines.probcover import ProbCover
+    from nfpf.baselines.probcover import ProbCover
 
     X = blobs[0][:300]
     exact = ProbCover().select(Pool(X, n_classes=4), 20, seed=0)  # purity rule for delta
@@ -134,7 +134,7 @@ def test_probcover_candidate_subset(blobs):
 
 
 def test_probcover_chunked_equals_unchunked(blobs):
-    from baselines.probcover import ProbCover
+    from nfpf.baselines.probcover import ProbCover
 
     X = blobs[0][:300]
     a = ProbCover().select(Pool(X, n_classes=4), 25, seed=1)
@@ -143,7 +143,7 @@ def test_probcover_chunked_equals_unchunked(blobs):
 
 
 def test_usl_candidate_subset_and_chunks(blobs):
-    from baselines.usl import USL
+    from nfpf.baselines.usl import USL
 
     X = blobs[0][:300]
     kw = {"k": 10, "n_iters": 3}
@@ -159,7 +159,7 @@ def test_usl_candidate_subset_and_chunks(blobs):
 
 
 def test_coreset_chunked_equals_unchunked(blobs):
-    from baselines.coreset import Coreset
+    from nfpf.baselines.coreset import Coreset
 
     X = blobs[0]
     a = Coreset(chunk_size=10**6).select(X, 50, seed=4)
@@ -176,7 +176,7 @@ def test_coreset_chunked_equals_unchunked(blobs):
 
 
 def test_kmeans_minibatch_bound_not_reached_is_exact(blobs):
-    from baselines.simple import KMeans
+    from nfpf.baselines.simple import KMeans
 
     X = blobs[0][:400]
     a = KMeans(minibatch_above=None).select(X, 12, seed=0)
@@ -185,9 +185,8 @@ def test_kmeans_minibatch_bound_not_reached_is_exact(blobs):
 
 
 def test_kmeans_fit_subset(blobs):
+    from nfpf.baselines.simple import KMeans
     from sklearn.cluster import KMeans as SkKMeans
-
-    from baselines.simple import KMeans
 
     X = blobs[0][:400]
     # not reached: identical to fitting on the whole pool
@@ -209,7 +208,7 @@ def test_kmeans_fit_subset(blobs):
 
 
 def test_knn_chunked_equals_unchunked(blobs):
-    from baselines._neighbors import knn_distances
+    from nfpf.baselines._neighbors import knn_distances
 
     X = blobs[0][:300].astype(np.float64)
     a = knn_distances(X, 7)
@@ -221,7 +220,7 @@ def test_knn_chunked_equals_unchunked(blobs):
 
 
 def test_ted_candidate_subset_not_reached_is_exact(blobs):
-    from baselines.ted import TED
+    from nfpf.baselines.ted import TED
 
     X = blobs[0][:300]
     a = TED(max_candidates=None).select(X, 10, seed=0)
@@ -234,7 +233,7 @@ def test_sflm_ddp_two_processes_equals_one(blobs):
     from pytorch_lightning.strategies import DDPStrategy
     from torch.utils.data import DataLoader, TensorDataset
 
-    from nfpf.sflm_module import fit_sflm
+    from nfpf.method.sflm_module import fit_sflm
 
     X = blobs[0][:400].astype(np.float64)  # a multiple of 2: no DistributedSampler padding
     loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=50)
@@ -250,7 +249,7 @@ def test_sflm_ddp_two_processes_equals_one(blobs):
 # ------------------------------------------------------------------ sweeps (submitit local)
 def test_submitit_local_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cmd = [sys.executable, "-m", "experiments.run", "experiment=quickstart", "selector=random",
+    cmd = [sys.executable, "-m", "nfpf.cli.run", "experiment=quickstart", "selector=random",
            "seed=0,1", "budget_per_class=2", "hydra/launcher=submitit_local",
            f"paths.output_dir={tmp_path}"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -264,8 +263,8 @@ def test_submitit_local_sweep(tmp_path):
 
 
 def test_typiclust_typicality_subset(blobs):
-    from baselines._neighbors import knn_density
-    from baselines.typiclust import TypiClust
+    from nfpf.baselines._neighbors import knn_density
+    from nfpf.baselines.typiclust import TypiClust
 
     X = blobs[0][:300]
     # not reached: identical to the exact mode

@@ -23,16 +23,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nfpf.api import CONFIG_DIR, make_selector
-from nfpf.features import PCA
-from nfpf.folder import decode_image, image_cache_key, scan_folder
-from nfpf.select_images import (
+from nfpf.app.folder import decode_image, image_cache_key, scan_folder
+from nfpf.app.select_images import (
     OUTPUT_FILES,
     SelectError,
     label_studio_tasks,
     pick_scores,
     select_images,
 )
+from nfpf.core.api import CONFIG_DIR, make_selector
+from nfpf.features import PCA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {"cat": "cat", "dog": "dog/nested/deeper", "ship": "ship"}
@@ -119,7 +119,7 @@ def reference(photos) -> tuple[list[str], np.ndarray, np.ndarray]:
 def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "experiments.select_cli", *args, "progress=false"],
+    return subprocess.run([sys.executable, "-m", "nfpf.cli.select", *args, "progress=false"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -429,7 +429,7 @@ def test_default_selector_nfpf_reports_round_scores(photos, tmp_path):
     if (CONFIG_DIR / "selector" / "nfpf.yaml").is_file():
         selector, name = "nfpf", None
     else:  # until conf/selector/nfpf.yaml exists, build the class directly
-        pytest.importorskip("nfpf.method")
+        pytest.importorskip("nfpf.method.progressive")
         selector, name = {"_target_": "nfpf.method.NFPF", "progress": False}, "nfpf"
     result = select_images(photos, 30, tmp_path / "out", selector=selector, selector_name=name,
                            image_size=16, mode="L", cache_dir=tmp_path / "cache",

@@ -1,36 +1,36 @@
 """The selectors' GPU paths, run on the CPU, against their CPU reference paths.
 
-``torch_path`` makes :func:`nfpf.device.compute_device` return the CPU as a torch device, so
+``torch_path`` makes :func:`nfpf.core.device.compute_device` return the CPU as a torch device, so
 ``device="auto"`` takes the branch a GPU would take, with the same torch code.
 """
 
 from __future__ import annotations
 
+import nfpf.baselines.probcover
 import numpy as np
 import pytest
 import torch
+from nfpf.baselines._neighbors import knn_density, l2_normalize
+from nfpf.baselines.coreset import Coreset
+from nfpf.baselines.probcover import ProbCover
+from nfpf.baselines.simple import KMeans
+from nfpf.baselines.ted import TED
+from nfpf.baselines.typiclust import TypiClust
+from nfpf.baselines.usl import USL
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
 
-import baselines.probcover
-import nfpf.device
-from baselines._neighbors import knn_density, l2_normalize
-from baselines.coreset import Coreset
-from baselines.probcover import ProbCover
-from baselines.simple import KMeans
-from baselines.ted import TED
-from baselines.typiclust import TypiClust
-from baselines.usl import USL
-from nfpf import kernels
-from nfpf.device import GpuMemoryError
-from nfpf.selection import Pool
+import nfpf.core.device
+from nfpf.core import kernels
+from nfpf.core.device import GpuMemoryError
+from nfpf.core.selection import Pool
 
 SELECTORS = [KMeans, Coreset, TED, TypiClust, ProbCover, USL]
 
 
 @pytest.fixture
 def torch_path(monkeypatch):
-    monkeypatch.setattr(nfpf.device, "compute_device", lambda device, key="device":
+    monkeypatch.setattr(nfpf.core.device, "compute_device", lambda device, key="device":
                         torch.device("cpu"))
 
 
@@ -44,7 +44,7 @@ def both_paths(make, X, budget, seed, monkeypatch):
     reference = make(device="cpu")
     reference_picks = reference.select(X, budget, seed=seed)
     with monkeypatch.context() as m:
-        m.setattr(nfpf.device, "compute_device", lambda device, key="device":
+        m.setattr(nfpf.core.device, "compute_device", lambda device, key="device":
                   torch.device("cpu"))
         selector = make(device="auto")
         picks = selector.select(X, budget, seed=seed)
@@ -97,7 +97,7 @@ def test_probcover_torch_path_same_purity_delta_given_the_clusters(purity_sample
     pool = Pool(digits(), n_classes=10)
     clusters = SkKMeans(10, n_init=1, random_state=0).fit_predict(
         l2_normalize(pool.features)).astype(np.int64)
-    monkeypatch.setattr(baselines.probcover, "_purity_labels", lambda *a, **k: clusters)
+    monkeypatch.setattr(nfpf.baselines.probcover, "_purity_labels", lambda *a, **k: clusters)
     ref, got, sel, reference = both_paths(
         lambda **kw: ProbCover(purity_sample=purity_sample, **kw), pool, 30, 2, monkeypatch)
     assert sel.info_["delta"] == reference.info_["delta"]
@@ -129,7 +129,7 @@ def test_kmeans_torch_path_agreement_on_digits(monkeypatch):
         reference = KMeans(device="cpu")
         ref = reference.select(X, 30, seed=seed)
         with monkeypatch.context() as m:
-            m.setattr(nfpf.device, "compute_device", lambda device, key="device":
+            m.setattr(nfpf.core.device, "compute_device", lambda device, key="device":
                       torch.device("cpu"))
             selector = KMeans()
             got = selector.select(X, 30, seed=seed)

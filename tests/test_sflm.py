@@ -12,14 +12,14 @@ import scipy.stats
 import torch
 from sklearn.linear_model import Ridge
 
-from nfpf.rd import (
+from nfpf.method.rd import (
     mse_error,
     pearson_error,
     per_sample_error,
     rd_scores,
     reconstruction_difference,
 )
-from nfpf.sflm import SFLM, SFLMStats, draw_weights
+from nfpf.method.sflm import SFLM, SFLMStats, draw_weights
 
 
 def rel(a, b) -> float:
@@ -240,7 +240,7 @@ def test_all_reduced_fit_over_shards_equals_in_memory(data, activation, kind):
 def test_lightning_streamed_fit_equals_in_memory(data, activation, kind):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from nfpf.sflm_module import fit_sflm
+    from nfpf.method.sflm_module import fit_sflm
 
     loader = DataLoader(TensorDataset(torch.from_numpy(data), torch.zeros(len(data))),
                         batch_size=64)

@@ -21,11 +21,11 @@ import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
+from nfpf.cli.slurm import batches, task_config, with_plain_overrides
+from nfpf.cli.sweep_validation import config_groups
 
-from experiments.slurm import batches, task_config, with_plain_overrides
-from experiments.sweep_validation import config_groups
-from nfpf.api import CONFIG_DIR
-from nfpf.pipeline import run_hash
+from nfpf.core.api import CONFIG_DIR
+from nfpf.evaluation.pipeline import run_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["dataset=digits", "budget_per_class=2", "logger=none",
@@ -99,7 +99,7 @@ def _accounting(cluster: dict[str, str]) -> bool:
 def nfpf_sweep(out: Path, *args: str, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", **extra_env}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, "-m", "experiments.run", "-m", *SWEEP, *args,
+    return subprocess.Popen([sys.executable, "-m", "nfpf.cli.run", "-m", *SWEEP, *args,
                              f"paths.output_dir={out}"], cwd=out.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nfpf.baselines.ted import TED, candidate_subset, rbf_gamma, ted_kernel
 from scipy.spatial.distance import cdist
 
-from baselines.ted import TED, candidate_subset, rbf_gamma, ted_kernel
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 
 def _literal_ted(K: np.ndarray, budget: int, mu: float) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.types import RunMode
+from nfpf.cli.run import job_threads
 from omegaconf import OmegaConf
 
-from experiments.run import job_threads
-from nfpf.utils import cpu_count, thread_limit
+from nfpf.core.resources import cpu_count, thread_limit
 
 
 def hydra_cfg(mode, launcher=None):

@@ -14,8 +14,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from nfpf.api import CONFIG_DIR
-from nfpf.trainer import check_trainer, device_count, make_trainer
+from nfpf.core.api import CONFIG_DIR
+from nfpf.core.trainer import check_trainer, device_count, make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_make_trainer_builds_the_configured_trainer():
 def test_lightning_classifier_trains_through_the_trainer_group():
     """lightning_linear under trainer=cpu settings: the training loss falls and the head
     separates two well-apart blobs (a closed-form-checkable case)."""
-    from nfpf.classifiers import LightningClassifier
+    from nfpf.evaluation.classifiers import LightningClassifier
 
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(-3, 1, (40, 5)), rng.normal(3, 1, (40, 5))]).astype(np.float32)
@@ -86,7 +86,7 @@ def test_gpu_trainer_without_a_gpu_is_refused_with_the_cpu_settings():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
 def test_nfpf_run_refuses_trainer_ddp_without_a_gpu_before_any_work(tmp_path):
-    cmd = [sys.executable, "-m", "experiments.run", "experiment=single", "logger=none",
+    cmd = [sys.executable, "-m", "nfpf.cli.run", "experiment=single", "logger=none",
            "dataset=digits", "selector=random", "budget=20", "classifier=resnet18",
            "trainer=ddp", f"paths.output_dir={tmp_path}"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -100,7 +100,7 @@ def test_library_api_builds_lightning_selectors_without_a_run_config():
     """Outside nfpf-run the selector files' ``${oc.select:trainer,null}`` means no trainer
     group: the default CPU Trainer, or the mapping passed as an option."""
     import nfpf
-    from nfpf.api import load_selector_config, make_selector
+    from nfpf.core.api import load_selector_config, make_selector
 
     assert load_selector_config("dual").trainer is None
     gpu = {"accelerator": "gpu", "devices": 1}
@@ -114,8 +114,8 @@ def test_gpu_out_of_memory_in_a_fit_names_the_batch_size(monkeypatch):
     """A CUDA out-of-memory error while a deep model trains comes back as one message that
     names the config key bounding the memory."""
     import nfpf.deep.resnet
+    from nfpf.core.device import GpuMemoryError
     from nfpf.deep.resnet import ResNetClassifier
-    from nfpf.device import GpuMemoryError
 
     def exhausted(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
@@ -132,7 +132,7 @@ def test_lightning_fits_are_quiet_on_a_slurm_node(monkeypatch, recwarn):
     reach SLURM through their launcher, so the hint is noise and stays muted."""
     import warnings
 
-    from nfpf.trainer import quiet_lightning
+    from nfpf.core.trainer import quiet_lightning
 
     with quiet_lightning():
         warnings.warn("The `srun` command is available on your system but is not used. "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nfpf.baselines._neighbors import knn_density, knn_distances, l2_normalize
+from nfpf.baselines.typiclust import TypiClust
 from scipy.spatial.distance import cdist
 
-from baselines._neighbors import knn_density, knn_distances, l2_normalize
-from baselines.typiclust import TypiClust
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 
 def _blobs(n_blobs: int, per_blob: int, dim: int = 5, spread: float = 0.3, seed: int = 0):
@@ -199,7 +199,7 @@ def _big_and_small_blobs():
 def test_small_cluster_rule_drops_clusters_with_a_recorded_warning(caplog):
     X, blob = _big_and_small_blobs()
     sel = TypiClust(normalize=False)
-    with caplog.at_level("WARNING", logger="baselines.typiclust"):
+    with caplog.at_level("WARNING", logger="nfpf.baselines.typiclust"):
         idx = sel.select(X, 11, seed=0)
     # K = 11 clusters = the blobs; the 3 small ones get no pick, their 3 picks become second
     # picks of big blobs.

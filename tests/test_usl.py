@@ -6,11 +6,11 @@ import logging
 
 import numpy as np
 import pytest
+from nfpf.baselines._neighbors import knn_density, knn_distances
+from nfpf.baselines.usl import USL, usl_regularizer
 from scipy.spatial.distance import cdist
 
-from baselines._neighbors import knn_density, knn_distances
-from baselines.usl import USL, usl_regularizer
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ def test_usl_exactly_budget_distinct_including_b_equals_n(n, budget):
 def test_usl_caps_k_at_pool_size_with_a_warning(caplog):
     X = np.random.default_rng(5).normal(size=(40, 3))
     sel = USL()  # k = 400 (paper) on a 40-sample pool
-    with caplog.at_level(logging.WARNING, logger="baselines.usl"):
+    with caplog.at_level(logging.WARNING, logger="nfpf.baselines.usl"):
         idx = sel.select(X, 4, seed=0)
     assert sel.info_["k"] == 39
     assert "k=400" in caplog.text

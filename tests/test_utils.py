@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from nfpf.utils import ordered_map, single_threaded
+from nfpf.core.resources import ordered_map, single_threaded
 
 
 def test_ordered_map_keeps_item_order_whatever_finishes_first():

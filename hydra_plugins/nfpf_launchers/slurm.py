@@ -1,7 +1,7 @@
 """``hydra/launcher=submitit_slurm``: submitit's SLURM launcher, with complete runs skipped
 before submission, sweeps larger than the cluster's ``MaxArraySize`` submitted as several
 arrays, and jobs that end without a result recorded as failed runs (see
-:mod:`experiments.slurm`)."""
+:mod:`nfpf.cli.slurm`)."""
 
 import logging
 import math
@@ -86,8 +86,8 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from experiments import slurm
-        from experiments.sweep_validation import config_groups
+        from nfpf.cli import slurm
+        from nfpf.cli.sweep_validation import config_groups
 
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -102,7 +102,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return [returns[index] for index, _ in jobs]
 
     def _submit_and_wait(self, todo: list, n_complete: int) -> dict[int, JobReturn]:
-        from experiments import slurm
+        from nfpf.cli import slurm
 
         size = self.max_array_size or slurm.max_array_size()
         arrays = slurm.batches(todo, size)

@@ -1,5 +1,5 @@
 """Running an active-learning strategy: :func:`select_with_oracle` (library) and
-:func:`run_with_oracle` (one call shared with :func:`nfpf.pipeline.run`)."""
+:func:`run_with_oracle` (one call shared with :func:`nfpf.evaluation.pipeline.run`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from nfpf.active.base import ActiveStrategy
 from nfpf.active.oracle import Oracle
-from nfpf.selection import Pool, check_seed
+from nfpf.core.selection import Pool, check_seed
 
 __all__ = ["check_strategy_config", "make_strategy", "run_with_oracle",
            "select_with_oracle"]
@@ -18,7 +18,7 @@ __all__ = ["check_strategy_config", "make_strategy", "run_with_oracle",
 def make_strategy(method: str, **options: Any) -> ActiveStrategy:
     """The strategy ``conf/selector/al/<method>.yaml`` describes (``method`` with or without
     the ``al/`` prefix), with ``options`` merged in."""
-    from nfpf.api import CONFIG_DIR, make_selector
+    from nfpf.core.api import CONFIG_DIR, make_selector
 
     name = method if method.startswith("al/") else f"al/{method}"
     if not (CONFIG_DIR / "selector" / f"{name}.yaml").is_file():

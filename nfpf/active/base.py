@@ -1,7 +1,7 @@
 """Supervised active learning (AL): rounds of queries answered by an :class:`Oracle`.
 
-An :class:`ActiveStrategy` is *not* a :class:`nfpf.selection.Selector`: it needs labels, so
-it cannot be run where only the label-free :class:`nfpf.selection.Pool` exists
+An :class:`ActiveStrategy` is *not* a :class:`nfpf.core.selection.Selector`: it needs labels, so
+it cannot be run where only the label-free :class:`nfpf.core.selection.Pool` exists
 (:func:`nfpf.select` refuses it). It sees the same Pool as a UAL selector plus an oracle,
 and spends its budget in rounds:
 
@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import clone
 
 from nfpf.active.oracle import Oracle
-from nfpf.selection import Pool, Selector, as_pool, check_budget, check_indices
+from nfpf.core.selection import Pool, Selector, as_pool, check_budget, check_indices
 
 __all__ = ["ActiveStrategy", "build_classifier", "class_probabilities", "has_scores",
            "last_layer_inputs", "round_sizes"]
@@ -144,7 +144,7 @@ def build_classifier(name: str, seed: int) -> Any:
 
 def _classifier_config(name: str):
     """The path of ``conf/classifier/<name>.yaml``; a one-line error naming the known ones."""
-    from nfpf.api import CONFIG_DIR
+    from nfpf.core.api import CONFIG_DIR
 
     path = CONFIG_DIR / "classifier" / f"{name}.yaml"
     if not path.is_file():
@@ -192,7 +192,7 @@ class ActiveStrategy(ABC):
             raise ValueError(f"selector.init must be 'random' or a UAL selector name (e.g. "
                              f"typiclust); got {init!r}.")
         if isinstance(init, str) and init != "random":
-            from nfpf.api import available_selectors
+            from nfpf.core.api import available_selectors
 
             if init not in available_selectors():
                 raise ValueError(f"selector.init={init!r} is not a UAL selector; choose "
@@ -335,7 +335,7 @@ class ActiveStrategy(ABC):
         if isinstance(self.init, Selector):
             selector = self.init
         else:
-            from nfpf.api import make_selector
+            from nfpf.core.api import make_selector
 
             selector = make_selector(self.init)
         return selector.select(pool, size, seed=seed)  # sees the Pool only: no labels

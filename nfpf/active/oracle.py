@@ -1,6 +1,6 @@
 """The oracle: the only door through which a supervised active-learning strategy sees labels.
 
-UAL selectors get a :class:`nfpf.selection.Pool`, which has no field for labels. A supervised
+UAL selectors get a :class:`nfpf.core.selection.Pool`, which has no field for labels. A supervised
 active-learning (AL) strategy gets a Pool too, plus an :class:`Oracle` that answers label
 queries for pool indices and counts every label it hands out, so that a run can record (and
 check) that the strategy paid for exactly the labels of its budget.

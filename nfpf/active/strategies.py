@@ -15,7 +15,7 @@ from sklearn.metrics import pairwise_distances_argmin_min
 
 from nfpf.active.base import ActiveStrategy, class_probabilities, last_layer_inputs
 from nfpf.active.oracle import Oracle
-from nfpf.selection import Pool, as_pool
+from nfpf.core.selection import Pool, as_pool
 
 __all__ = [
     "BADGE",

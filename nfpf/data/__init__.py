@@ -15,10 +15,9 @@ from nfpf.data.base import (
     load_dataset,
     register_dataset,
 )
-from nfpf.data.common import CACHE_DIR_ENV, DatasetFormatError
+from nfpf.data.common import DatasetFormatError
 
 __all__ = [
-    "CACHE_DIR_ENV",
     "DATA_ROOT_ENV",
     "Dataset",
     "DatasetFormatError",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nfpf.selection import Pool
+from nfpf.core.selection import Pool
 
 __all__ = [
     "DATA_ROOT_ENV",

@@ -1,8 +1,7 @@
-"""Helpers shared by the file-based loaders: errors, cache directory, subsampling."""
+"""Helpers shared by the file-based loaders: errors and subsampling."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +9,11 @@ import numpy as np
 from nfpf.data.base import DATA_ROOT_ENV, DatasetNotFoundError
 
 __all__ = [
-    "CACHE_DIR_ENV",
     "DatasetFormatError",
-    "default_cache_root",
     "missing_dataset",
     "require_path",
     "subsample_per_class",
 ]
-
-#: Environment variable for the cache root (unpacked archives, decoded images).
-CACHE_DIR_ENV = "NFPF_CACHE_DIR"
-
 
 class DatasetFormatError(ValueError):
     """A dataset file exists but does not hold what its loader expects."""
@@ -60,12 +53,6 @@ def require_path(
     if not Path(path).exists():
         raise missing_dataset(dataset, path, root, downloadable=downloadable, what=what)
     return Path(path)
-
-
-def default_cache_root() -> Path:
-    """``$NFPF_CACHE_DIR`` if set, else ``~/.cache/nfpf``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "nfpf"
 
 
 def subsample_per_class(

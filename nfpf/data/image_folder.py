@@ -33,12 +33,11 @@ from tqdm.auto import tqdm
 from nfpf.data.base import Dataset, register_dataset
 from nfpf.data.common import (
     DatasetFormatError,
-    default_cache_root,
     require_path,
     subsample_per_class,
 )
 from nfpf.data.splits import stratified_split
-from nfpf.results import write_npy_atomic
+from nfpf.io import cache_root, write_npy_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -320,12 +319,12 @@ def load_image_folder(
     require_path(name, location, root, what="an image-folder tree or a directory of archives")
     if not location.is_dir():
         raise DatasetFormatError(f"{location}: expected a directory, found a file.")
-    cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
+    cache = Path(cache_dir).expanduser() if cache_dir else cache_root()
 
     tree = location
     has_splits = (tree / pool_split).is_dir() and (tree / test_split).is_dir()
     if not has_splits and not _class_dirs(tree) and _archives(tree):
-        tree = unpack_archives(tree, cache_root, progress=progress)
+        tree = unpack_archives(tree, cache, progress=progress)
     subdirs = _class_dirs(tree)
     if len(subdirs) == 1 and not (tree / pool_split).is_dir() and (
         (subdirs[0] / pool_split).is_dir()
@@ -357,7 +356,7 @@ def load_image_folder(
     ):
         keep = subsample_per_class(y, max_per_class, int(split_seed) + offset)
         files = [files[i] for i in keep]
-        images = _decoded_cached(tree, files, size, mode, cache_root, label, progress)
+        images = _decoded_cached(tree, files, size, mode, cache, label, progress)
         arrays.append((images.astype(np.float32) / np.float32(255.0), y[keep]))
     (pool_x, pool_y), (test_x, test_y) = arrays
     if pool_x.shape[1:] != test_x.shape[1:]:

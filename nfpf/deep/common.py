@@ -1,5 +1,5 @@
 """Shared parts of the deep models: image checks, batched augmentations, seeding and weight
-files (the Lightning Trainer of every model is built by :mod:`nfpf.trainer`).
+files (the Lightning Trainer of every model is built by :mod:`nfpf.core.trainer`).
 
 Augmentations run on whole batches as tensor operations (on the training device), with
 random parameters drawn from an explicit ``torch.Generator``; the same seed therefore gives

@@ -50,8 +50,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from nfpf.device import gpu_memory_guard
-from nfpf.trainer import quiet_lightning, quiet_this_process
+from nfpf.core.device import gpu_memory_guard
+from nfpf.core.trainer import quiet_lightning, quiet_this_process
 
 __all__ = [
     "ArrayDataset",

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nfpf.core.trainer import inference_device
 from nfpf.deep.common import (
     as_image_tensor,
     fit_normalization,
@@ -27,7 +28,6 @@ from nfpf.deep.common import (
     to_channels,
 )
 from nfpf.features import FeatureSpace
-from nfpf.trainer import inference_device
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PretrainedFeatures", "build_torchvision_backbone"]
 

@@ -7,9 +7,9 @@ random crop (padding 4) + horizontal flip; inputs normalised with mean 0.5, std 
 accuracy on the test set at the best and the last epoch.
 
 :class:`ResNetClassifier` gives it a scikit-learn face (``fit``/``predict``, ``clone``-able)
-with ``uses_images = True``, so :func:`nfpf.pipeline.run` hands it the [0, 1] images of the
-selected samples rather than features. Training runs through ``pytorch_lightning.Trainer``
-with the configured accelerator / devices / strategy / precision.
+with ``uses_images = True``, so :func:`nfpf.evaluation.pipeline.run` hands it the [0, 1]
+images of the selected samples rather than features. Training runs through
+``pytorch_lightning.Trainer`` with the configured accelerator / devices / strategy / precision.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from nfpf.core.device import gpu_memory_guard
+from nfpf.core.trainer import inference_device, make_trainer, quiet_lightning, trainer_settings
 from nfpf.deep.backbones import resnet18_backbone
 from nfpf.deep.common import (
     as_image_tensor,
@@ -50,8 +52,6 @@ from nfpf.deep.distributed import (
     per_device_batch,
     sum_over_ranks,
 )
-from nfpf.device import gpu_memory_guard
-from nfpf.trainer import inference_device, make_trainer, quiet_lightning, trainer_settings
 
 __all__ = ["ResNetClassifier", "ResNetModule"]
 
@@ -241,7 +241,7 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
     """
 
     uses_images = True
-    #: :func:`nfpf.evaluate.evaluate_selection` passes the test split as ``eval_set``.
+    #: :func:`nfpf.evaluation.evaluate.evaluate_selection` passes the test split as ``eval_set``.
     evaluates_during_fit = True
 
     def __init__(self, epochs: int = 100, batch_size: int = 128, lr: float = 0.01,

@@ -29,6 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from nfpf.core.device import gpu_memory_guard
+from nfpf.core.trainer import inference_device, make_trainer, quiet_lightning
 from nfpf.deep.backbones import BACKBONES, build_backbone
 from nfpf.deep.common import (
     as_image_tensor,
@@ -47,9 +49,7 @@ from nfpf.deep.distributed import (
     gather_batch,
     per_device_batch,
 )
-from nfpf.device import gpu_memory_guard
 from nfpf.features import FeatureSpace
-from nfpf.trainer import inference_device, make_trainer, quiet_lightning
 
 __all__ = ["NORMALIZE", "SimCLRFeatures", "SimCLRModule", "embed", "nt_xent", "weight_files"]
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nfpf.evaluation.records import INDICES_FILE
 from nfpf.report.collect import GROUP_KEYS, LABELS_MARK, RunSet, collect_runs, mark_label_using
 from nfpf.report.stats import (
     auc_table,
@@ -48,7 +49,6 @@ from nfpf.report.tables import (
     to_markdown,
     wtl_table,
 )
-from nfpf.results import INDICES_FILE
 
 __all__ = ["ReportPaths", "build_report", "log_report_to_wandb", "summary_table"]
 
@@ -97,7 +97,8 @@ class ReportPaths:
 
 def summary_table(runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """Mean, std (ddof=1) and count of ``metric`` over seeds per (experiment, dataset,
-    features, classifier, budget, selector), from :func:`nfpf.results.load_runs` output."""
+    features, classifier, budget, selector), from
+    :func:`nfpf.evaluation.records.load_runs` output."""
     complete = runs[runs["status"] == "complete"].copy()
     complete["value"] = pd.to_numeric(complete[metric], errors="coerce")
     return cell_stats(complete)
@@ -540,11 +541,11 @@ def log_report_to_wandb(paths: ReportPaths, *, project: str = "nfpf", entity: st
                         mode: str | None = None, dir: str | Path | None = None,
                         name: str | None = None) -> str:
     """Log a built report's CSV tables (``wandb.Table``) and figures (``wandb.Image``) to one
-    W&B run (offline unless logged in, see :func:`nfpf.tracking.resolve_wandb_mode`).
+    W&B run (offline unless logged in, see :func:`nfpf.evaluation.tracking.resolve_wandb_mode`).
 
     Returns the W&B run directory.
     """
-    from nfpf.tracking import log_report
+    from nfpf.evaluation.tracking import log_report
 
     tables = {key: pd.read_csv(path) for key, path in paths.tables.items()}
     return log_report(tables, paths.figures, project=project, entity=entity, mode=mode,

@@ -1,7 +1,7 @@
 """Gather the runs below a directory into the tidy frames the report is computed from.
 
-Everything is read through :func:`nfpf.results.load_runs` (the reader shared with resume);
-this module adds what the report needs on top: variant labels when one selector (or feature
+Everything is read through :func:`nfpf.evaluation.records.load_runs` (the reader shared with
+resume); this module adds what the report needs on top: variant labels when one selector (or feature
 space, or classifier) name was run with several configurations, the number of classes and
 dataset config of each run, duplicate detection and incomplete runs (directories Hydra created
 that hold neither ``result.json`` nor ``failed.json``).
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nfpf.results import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs, read_json
+from nfpf.evaluation.records import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs
+from nfpf.io import read_json
 
 __all__ = ["GROUP_KEYS", "LABELS_MARK", "METRICS", "RunSet", "collect_runs",
            "find_incomplete", "mark_label_using", "shipped_config", "variant_labels"]
@@ -36,7 +37,7 @@ GROUP_KEYS = ("experiment", "dataset", "features", "classifier")
 #: Keys of the config a name stands for; when one name has several configs, they are labelled.
 _VARIANT_SECTIONS = {"selector": "selector", "features": "features", "classifier": "classifier"}
 
-#: Written by the sweep callback (experiments/callbacks.py) with the sweep's total run count.
+#: Written by the sweep callback (experiments/cli/callbacks.py) with the sweep's total run count.
 SWEEP_FILE = "sweep.json"
 
 
@@ -104,7 +105,7 @@ def shipped_config(group: str, name: str) -> dict[str, Any] | None:
     try:
         from omegaconf import OmegaConf
 
-        from nfpf.api import CONFIG_DIR
+        from nfpf.core.api import CONFIG_DIR
 
         path = Path(CONFIG_DIR) / group / f"{name}.yaml"
         if not path.is_file():

@@ -1,1 +1,0 @@
-"""Hydra entry points (``nfpf-run``), reports (``nfpf-report``) and benchmarks."""

@@ -1,0 +1,114 @@
+"""TypiClust as an active-learning strategy: its iterative form with a labelled set
+(Hacohen, Dekel, Weinshall, ICML 2022)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.preprocessing import normalize as l2_rows
+
+from nfpf.active.base import ActiveStrategy
+from nfpf.baselines._neighbors import as_float_array, knn_density
+from nfpf.baselines.typiclust import check_typiclust_options
+
+__all__ = ["TypiClustAL"]
+
+log = logging.getLogger(__name__)
+
+
+class TypiClustAL(ActiveStrategy):
+    """TypiClust's rounds: typical samples of the largest clusters the labelled set misses.
+
+    Each round with ``L`` labelled samples and ``b`` to query clusters the pool into
+    ``K = min(L + b, max_clusters)`` clusters (``MiniBatchKMeans`` when K > ``minibatch_above``)
+    and makes ``b`` picks; each takes, among the clusters of more than ``min_cluster_size``
+    samples, the one holding the fewest labelled-or-picked samples (ties: the largest, then
+    the lowest id) and from it the unlabelled sample of highest typicality, 1 / mean
+    (squared) distance to its ``k = min(k_neighbors, m // 2)`` nearest unlabelled samples of
+    the cluster (m of them). With an empty labelled set this is the one-shot ``typiclust``
+    selector's rule; with one it is the paper's "largest uncovered clusters". The released
+    code sorts the clusters once per round and cycles through them; here the ranking is
+    updated after every pick, as in the one-shot selector. The labels themselves are not
+    used: only which samples are labelled.
+
+    Parameters
+    ----------
+    init, init_size, rounds : see :class:`~nfpf.active.base.ActiveStrategy`
+    max_clusters, min_cluster_size, k_neighbors : int
+        As the one-shot ``typiclust`` (500, 5, 20).
+    distance : {"squared", "euclidean"}
+        Typicality from mean squared distances (released code) or mean distances (paper).
+    normalize : bool
+        L2-normalise the features first (released code).
+    minibatch_above, batch_size : int
+        ``MiniBatchKMeans`` above this many clusters, with this batch size.
+    """
+
+    model_use = None
+
+    def __init__(self, init="random", init_size=None, rounds: int = 4, model=None,
+                 max_clusters: int = 500, min_cluster_size: int = 5, k_neighbors: int = 20,
+                 distance: str = "squared", normalize: bool = True, minibatch_above: int = 50,
+                 batch_size: int = 5000):
+        super().__init__(init=init, init_size=init_size, rounds=rounds, model=model)
+        check_typiclust_options(max_clusters, min_cluster_size, k_neighbors, distance,
+                                normalize, minibatch_above, batch_size, prefix="selector.")
+        self.max_clusters = int(max_clusters)
+        self.min_cluster_size = int(min_cluster_size)
+        self.k_neighbors = int(k_neighbors)
+        self.distance = distance
+        self.normalize = bool(normalize)
+        self.minibatch_above = int(minibatch_above)
+        self.batch_size = int(batch_size)
+
+    def _cluster(self, X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+        if n_clusters == 1:
+            return np.zeros(len(X), dtype=np.int64)
+        if n_clusters > self.minibatch_above:
+            km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=self.batch_size,
+                                 n_init="auto", random_state=seed)
+        else:
+            km = KMeans(n_clusters=n_clusters, n_init="auto", random_state=seed)
+        return km.fit_predict(X).astype(np.int64)
+
+    def _query(self, pool, inputs, model, labelled, unlabelled, size, rng, seed):
+        X = as_float_array(pool.features)
+        if self.normalize:
+            X = l2_rows(X)
+        return self.typical_picks(X, labelled, size, seed)
+
+    def typical_picks(self, X: np.ndarray, labelled: np.ndarray, size: int, seed: int
+                      ) -> np.ndarray:
+        """``size`` picks given the ``labelled`` indices (may be empty), in order."""
+        n_clusters = min(labelled.size + size, self.max_clusters)
+        cluster_of = self._cluster(X, n_clusters, seed)
+        sizes = np.bincount(cluster_of, minlength=n_clusters)
+        usable = sizes > self.min_cluster_size
+        covered = np.bincount(cluster_of[labelled], minlength=n_clusters)
+        available = np.ones(len(X), dtype=bool)
+        available[labelled] = False
+        remaining = np.bincount(cluster_of[available], minlength=n_clusters)
+        order = np.argsort(cluster_of, kind="stable")
+        members = np.split(order, np.cumsum(sizes)[:-1])
+        picks = np.empty(size, dtype=np.int64)
+        for t in range(size):
+            eligible = usable & (remaining > 0)
+            if not eligible.any():
+                eligible = remaining > 0
+            candidates = np.flatnonzero(eligible)
+            best = np.lexsort((candidates, -sizes[candidates], covered[candidates]))[0]
+            cluster = int(candidates[best])
+            idx = members[cluster][available[members[cluster]]]
+            if idx.size == 1:
+                pick = int(idx[0])
+            else:
+                k = max(1, min(self.k_neighbors, idx.size // 2))
+                typicality = knn_density(X[idx], k, squared=self.distance == "squared")
+                pick = int(idx[np.argmax(typicality)])
+            picks[t] = pick
+            available[pick] = False
+            remaining[cluster] -= 1
+            covered[cluster] += 1
+        return picks

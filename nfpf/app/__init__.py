@@ -1,0 +1,2 @@
+"""``nfpf-select``: choose which images of one's own folder to label (sources -> features ->
+selection -> writers)."""

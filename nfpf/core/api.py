@@ -1,0 +1,158 @@
+"""Library entry point for users who do not use Hydra: :func:`select`."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nfpf.core.selection import Pool, Selector, check_budget, check_seed
+
+__all__ = [
+    "CONFIG_DIR",
+    "CONFIG_PACKAGE",
+    "CONFIG_SEARCH_PATH",
+    "available_selectors",
+    "check_selector_options",
+    "load_selector_config",
+    "make_selector",
+    "select",
+]
+
+#: The package holding the Hydra configs (the checkout's ``conf/``, installed as package data).
+CONFIG_PACKAGE = "nfpf.conf"
+#: Hydra's name of that search path (``@hydra.main(config_path=CONFIG_SEARCH_PATH)``).
+CONFIG_SEARCH_PATH = f"pkg://{CONFIG_PACKAGE}"
+#: The config directory on disk: ``conf/`` of a checkout, ``nfpf/conf`` of an installed wheel.
+CONFIG_DIR = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+
+
+def available_selectors() -> list[str]:
+    """Selector names: the YAML files of ``conf/selector/`` (ablation variants excluded)."""
+    return sorted(p.stem for p in (CONFIG_DIR / "selector").glob("*.yaml"))
+
+
+def load_selector_config(method: str) -> DictConfig:
+    """The config of ``conf/selector/<method>.yaml`` (e.g. "nfpf", "ablation/nfpf_mse").
+
+    A file may extend another selector through Hydra's defaults list
+    (``defaults: [/selector/nfpf@_here_, _self_]``); that is resolved here too, so the
+    library and ``nfpf-run`` build the same object.
+    """
+    path = CONFIG_DIR / "selector" / f"{method}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"Unknown selector {method!r}. Known selectors: {', '.join(available_selectors())}."
+        )
+    config = OmegaConf.load(path)
+    merged = OmegaConf.create()
+    for entry in config.pop("defaults", []) or []:
+        if entry == "_self_":
+            continue
+        parent = str(entry).split("@", 1)[0].removeprefix("/").removeprefix("selector/")
+        merged = OmegaConf.merge(merged, load_selector_config(parent))
+    # Outside nfpf-run no run config surrounds the selector: its references to the run's
+    # groups (``trainer: ${oc.select:trainer,null}``) resolve as if the group were absent.
+    standalone = OmegaConf.create({"selector": OmegaConf.merge(merged, config)})
+    return OmegaConf.create(OmegaConf.to_container(standalone.selector, resolve=True))
+
+
+def check_selector_options(method: str, config: Mapping[str, Any]) -> None:
+    """Raise a one-line ``ValueError`` when ``config`` (a selector config: ``_target_`` and
+    options) has an option the selector's class does not take.
+
+    The message names the option and the selector and lists the valid options, the close
+    matches of the misspelt one first. Classes taking ``**kwargs`` accept any option.
+    """
+    if "_target_" not in config:
+        raise ValueError(f"selector {method!r} has no _target_; it cannot build a selector.")
+    parameters = inspect.signature(get_class(str(config["_target_"]))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name != "self"]
+    for key in config:
+        if str(key).startswith("_") or key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+        ordered = close + [name for name in valid if name not in close]
+        raise ValueError(
+            f"unknown option {key!r} for selector {method!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; valid options: {', '.join(ordered) or 'none'}.")
+
+
+def make_selector(method: str, **options: Any) -> Selector:
+    """Build the selector ``conf/selector/<method>.yaml`` describes, with ``options`` merged in."""
+    config = OmegaConf.merge(load_selector_config(method), OmegaConf.create(options))
+    check_selector_options(method, config)
+    try:
+        return instantiate(config, _convert_="all")
+    except InstantiationException as error:  # Hydra wraps the constructor's one-line error
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
+
+
+def select(
+    X: np.ndarray | Pool,
+    budget: int,
+    method: str = "nfpf",
+    seed: int = 0,
+    *,
+    images: np.ndarray | None = None,
+    n_classes: int | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Choose ``budget`` samples of the unlabeled pool ``X`` to label.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d) or Pool
+        Pool features (one row per sample).
+    budget : int
+        How many samples to select (1 <= budget <= n).
+    method : str
+        A selector name (see :func:`available_selectors`), e.g. "nfpf", "kmeans", "coreset".
+        Supervised AL strategies (``al/*``) need labels and are refused: see
+        :func:`nfpf.select_with_oracle`.
+    seed : int
+        A whole number from 0 to 2**32 - 1; the same seed gives the same indices.
+    images : ndarray of shape (n, *image_shape), optional
+        Pixels in [0, 1] for methods that model them (NFPF); defaults to none (NFPF then
+        works on ``X``).
+    n_classes : int, optional
+        Expected number of classes, for methods whose defaults use it.
+    **options
+        Overrides of the selector's parameters (e.g. ``k=5`` for NFPF).
+
+    Returns
+    -------
+    ndarray of shape (budget,), int64: indices into ``X`` in selection order.
+
+    Examples
+    --------
+    >>> import numpy as np, nfpf
+    >>> X = np.random.default_rng(0).normal(size=(200, 8))
+    >>> idx = nfpf.select(X, 10, method="coreset", seed=0)
+    >>> idx.shape
+    (10,)
+    """
+    seed = check_seed(seed)
+    pool = X if isinstance(X, Pool) else Pool(features=np.asarray(X), images=images,
+                                             n_classes=n_classes)
+    check_budget(budget, pool.n)
+    selector = make_selector(method, **options)
+    if not isinstance(selector, Selector):  # a supervised AL strategy (nfpf.active)
+        raise ValueError(
+            f"{method!r} is a supervised active-learning strategy: it needs labels, which "
+            f"nfpf.select never has. Run it with nfpf.select_with_oracle(X, budget, labels, "
+            f"method={method!r}) or nfpf-run selector={method}.")
+    return selector.select(pool, budget, seed=seed)

@@ -1,0 +1,336 @@
+"""NFPF+ : NFPF with the fixes found by the diagnosis of issue 9 (docs/nfpf_plus.md).
+
+NFPF's idea is kept: a reference SFLM fitted once on the whole pool, a current SFLM fitted
+on the selection, progressive growth by the Reconstruction Difference (RD), no labels. Each
+change is a named option that reduces to NFPF when switched off:
+
+* ``rd_space="pca"``: both SFLMs reconstruct a PCA projection of the pixels (scaled into
+  [-1, 1]) instead of raw pixels, so RD measures structure rather than stroke-level pixel
+  noise.
+* ``balance``: the k samples moved per round are spread over K-means clusters of the seed
+  space (``"equal"``: the least-covered cluster takes its best-RD candidate next;
+  ``"proportional"``: coverage relative to cluster size), instead of the global top-k RD,
+  which piles up in the few clusters of complex images.
+* ``typicality_weight``: within a cluster, the candidate score is the min-max normalised
+  RD minus ``typicality_weight`` times the min-max normalised distance to the cluster
+  centroid (prefers informative samples that are still typical).
+* ``n_references``: mean of the min-max normalised errors of several reference SFLMs with
+  independent random weights (less variance from one weight draw).
+* ``candidate_pool`` (inherited) defaults to scoring all remaining samples.
+
+Everything else (SFLMs, RD, seeding, PCA) is NFPF's code (:mod:`nfpf.method.progressive`,
+:mod:`nfpf.method.sflm`, :mod:`nfpf.method.rd`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from nfpf.core import device as nfpf_device
+from nfpf.core import kernels
+from nfpf.core.selection import Pool
+from nfpf.method.progressive import FALLBACK_CLUSTERS, NFPF, _is_int, pca_features
+from nfpf.method.rd import minmax_normalise
+from nfpf.method.sflm import SFLM, draw_weights
+
+__all__ = ["BALANCES", "RD_SPACES", "NFPFPlus"]
+
+RD_SPACES = ("pixels", "pca")
+BALANCES = ("none", "equal", "proportional")
+
+
+class NFPFPlus(NFPF):
+    """NFPF+ : NFPF's progressive RD selection with feature-space, diversity and ensemble fixes.
+
+    Parameters
+    ----------
+    rd_space : {"pixels", "pca"}, default="pca"
+        Space both SFLMs reconstruct: the pool's [-1, 1] pixels (NFPF) or the PCA projection
+        of the pixels on ``rd_pca_components`` axes, divided by its largest absolute value
+        so that it lies in [-1, 1] (the sine decoder's ``asin`` targets need it).
+    rd_pca_components : int, default=50
+    balance : {"none", "equal", "proportional"}, default="equal"
+        How the k samples of a round are chosen. "none": the global top-k RD (NFPF).
+        "equal": one at a time, the cluster with the fewest selected samples (ties: the
+        largest cluster) gives its best-scored remaining candidate. "proportional": the same
+        with coverage counted relative to the cluster's size.
+    balance_clusters : int, "budget" or None, default="budget"
+        K of the balancing K-means (on the seed space); None: the seeding's K
+        (``n_clusters``, else the pool's ``n_classes``, else 10); "budget": K = B, so every
+        pick comes from its own cluster (mini-batch K-means above K = 500). Capped at n.
+    typicality_weight : float, default=3.0
+        >= 0. Within a cluster, score = minmax(RD) - w * minmax(distance to centroid).
+        Needs ``balance != "none"`` when > 0.
+    n_references : int, default=1
+        Reference SFLMs averaged (each min-max normalised over the pool first).
+    candidate_pool : int, "all" or None, default=None
+        Random candidates per round; None/"all" scores every remaining sample.
+    seeding : default="kmeans_center"
+        As NFPF, but seeds nearest their centroid by default (NFPF's margin seeds are the
+        most ambiguous samples of each cluster).
+    seed_features : default="pca"
+    **nfpf_params
+        Every other NFPF parameter (``ref_hidden``, ``k``, ``seed_fraction``, ...), same
+        defaults. ``faithful`` is not accepted: NFPF+ never reproduces the quirks.
+
+    Attributes
+    ----------
+    info_, history_, seeds_, reference_errors_ : as NFPF; ``history_`` rounds also give the
+        ``clusters`` of the chosen samples when balancing.
+    balance_labels_ : ndarray of shape (n,) or None
+        Balancing cluster of every pool sample.
+
+    Notes
+    -----
+    Time: NFPF's, with d replaced by p = ``rd_pca_components`` for the SFLMs, plus PCA
+    ``O(n·d² + d³)``, one extra K-means ``O(iter·n·K·p)`` for balancing, ``n_references``
+    reference fits, and per round ``O(P·L_t·p + k·P)`` with P the candidates (all remaining
+    by default). Memory ``O(n·(d + p + K))`` plus NFPF's SFLM memory; never ``O(n²)``.
+    """
+
+    uses_images = True
+
+    def __init__(
+        self,
+        rd_space: str = "pca",
+        rd_pca_components: int = 50,
+        balance: str = "equal",
+        balance_clusters: int | str | None = "budget",
+        typicality_weight: float = 3.0,
+        n_references: int = 1,
+        candidate_pool: int | str | None = None,
+        seeding: str = "kmeans_center",
+        seed_features: str = "pca",
+        **nfpf_params: Any,
+    ) -> None:
+        if "faithful" in nfpf_params:
+            raise ValueError("NFPFPlus has no 'faithful' parameter: it never reproduces the "
+                             "released code's quirks. Use selector 'nfpf' with faithful=true.")
+        super().__init__(candidate_pool=candidate_pool, seeding=seeding,
+                         seed_features=seed_features, faithful=False, **nfpf_params)
+        if rd_space not in RD_SPACES:
+            raise ValueError(f"rd_space must be one of {RD_SPACES}; got {rd_space!r}.")
+        if not _is_int(rd_pca_components) or rd_pca_components < 1:
+            raise ValueError(f"rd_pca_components must be a positive integer; got "
+                             f"{rd_pca_components!r}.")
+        if balance not in BALANCES:
+            raise ValueError(f"balance must be one of {BALANCES}; got {balance!r}.")
+        if balance_clusters is not None and balance_clusters != "budget" and (
+                not _is_int(balance_clusters) or balance_clusters < 1):
+            raise ValueError(f"balance_clusters must be a positive integer, 'budget' or None; "
+                             f"got {balance_clusters!r}.")
+        if isinstance(typicality_weight, bool) or not isinstance(
+                typicality_weight, (int, float)) or not np.isfinite(typicality_weight) \
+                or typicality_weight < 0:
+            raise ValueError(f"typicality_weight must be a finite number >= 0; got "
+                             f"{typicality_weight!r}.")
+        if typicality_weight > 0 and balance == "none":
+            raise ValueError("typicality_weight > 0 needs clusters: set balance to 'equal' or "
+                             "'proportional', or typicality_weight=0.")
+        if not _is_int(n_references) or n_references < 1:
+            raise ValueError(f"n_references must be a positive integer; got {n_references!r}.")
+        self.rd_space = rd_space
+        self.rd_pca_components = int(rd_pca_components)
+        self.balance = balance
+        self.balance_clusters = balance_clusters if balance_clusters in (None, "budget") \
+            else int(balance_clusters)
+        self.typicality_weight = float(typicality_weight)
+        self.n_references = int(n_references)
+
+    # ------------------------------------------------------------------ main
+    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        self._orig_pool = pool
+        self._seed_feats = None
+        self._seed = int(seed)
+        self.balance_labels_: np.ndarray | None = None
+        t0 = time.perf_counter()
+        self._gpu = nfpf_device.compute_device(self.device, "selector.device")
+        if self.rd_space == "pca":
+            Z = pca_features(pool.pixels(), self.rd_pca_components, self.batch_size,
+                             device=self._gpu)
+            scale = float(np.abs(Z).max())
+            if scale > 0:
+                Z /= scale
+            work = Pool(features=Z, images=None, n_classes=pool.n_classes)
+        else:
+            work = pool
+        self.info_.update({"rd_space": self.rd_space, "balance": self.balance,
+                           "typicality_weight": self.typicality_weight,
+                           "n_references": self.n_references,
+                           "rd_space_time": round(time.perf_counter() - t0, 4)})
+        try:
+            return super()._select(work, budget, seed)
+        finally:
+            self._orig_pool = None
+            self._seed_feats = None
+
+    def _seed_space(self, pool: Pool, X: np.ndarray, km_seed: int) -> np.ndarray:
+        if self._seed_feats is None:
+            orig = self._orig_pool
+            if self.seed_features == "features":
+                self._seed_feats = np.asarray(orig.features, dtype=np.float32)
+            elif self.seed_features == "pixels":
+                self._seed_feats = orig.pixels()
+            elif self.rd_space == "pca" and self.seed_pca_components == self.rd_pca_components:
+                self._seed_feats = X  # the same PCA (scaled: K-means is scale invariant)
+            else:
+                self._seed_feats = pca_features(orig.pixels(), self.seed_pca_components,
+                                                self.batch_size, device=self._gpu)
+        return self._seed_feats
+
+    # --------------------------------------------------------------- helpers
+    def _balance_clustering(self, X: np.ndarray, rng: np.random.Generator, budget: int):
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
+        n = X.shape[0]
+        if self.balance_clusters == "budget":
+            n_clu = budget
+        elif self.balance_clusters is not None:
+            n_clu = self.balance_clusters
+        elif self.n_clusters is not None:
+            n_clu = self.n_clusters
+        elif self._pool_classes is not None:
+            n_clu = self._pool_classes
+        else:
+            n_clu = FALLBACK_CLUSTERS
+        n_clu = int(min(n_clu, n))
+        feats = self._seed_space(None, X, 0)
+        state = int(rng.integers(2**31 - 1))
+        if self._gpu is not None:
+            found = kernels.kmeans(feats, n_clu, n_init=3, max_iter=self.kmeans_max_iter,
+                                   seed=state, device=self._gpu)
+            dist = kernels.center_distances(feats, found.centers).cpu().numpy()
+            labels = dist.argmin(1)
+            self.info_["balance_clusters"] = n_clu
+            return labels, dist[np.arange(n), labels], n_clu
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            if n_clu > 500:  # as nfpf.baselines.simple.KMeans: mini-batch for large K
+                km = MiniBatchKMeans(n_clusters=n_clu, n_init=3, batch_size=4096,
+                                     random_state=state).fit(feats)
+            else:
+                km = KMeans(n_clusters=n_clu, n_init=3, max_iter=self.kmeans_max_iter,
+                            random_state=state).fit(feats)
+        dist = km.transform(feats)
+        labels = dist.argmin(1)
+        own = dist[np.arange(n), labels]
+        self.info_["balance_clusters"] = n_clu
+        return labels, own, n_clu
+
+    def _references(self, X: np.ndarray, e_ref: np.ndarray, rng) -> np.ndarray:
+        if self.n_references == 1:
+            return e_ref
+        errs = [minmax_normalise(e_ref)]
+        for _ in range(self.n_references - 1):
+            ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
+                       self.epochs, random_state=rng, dtype=self.dtype,
+                       batch_size=self.batch_size, check_finite=False)
+            ref.fit(X)
+            errs.append(minmax_normalise(ref.errors(X, kind="mse", rescale="fit")))
+        return np.mean(errs, axis=0)
+
+    # ----------------------------------------------------------- progressive
+    def _progressive(self, X, selected, budget, e_ref, loop_rng, t_start) -> list[int]:
+        self._pool_classes = self._orig_pool.n_classes
+        return super()._progressive(X, selected, budget, e_ref, loop_rng, t_start)
+
+    def _rounds(self, X, selected, budget, e_ref, loop_rng, t_start, tqdm) -> list[int]:
+        n = X.shape[0]
+        e_ref = self._references(X, e_ref, loop_rng)
+        labels = own = None
+        counts = sizes = None
+        if self.balance != "none":
+            labels, own, n_clu = self._balance_clustering(X, loop_rng, budget)
+            self.balance_labels_ = labels
+            sizes = np.bincount(labels, minlength=n_clu).astype(np.float64)
+            counts = np.bincount(labels[np.asarray(selected)], minlength=n_clu).astype(float)
+        in_s = np.zeros(n, dtype=bool)
+        in_s[selected] = True
+        e_ref_pool = minmax_normalise(e_ref) if self.ref_normalisation == "pool" else None
+        bar = tqdm(total=budget, initial=len(selected), desc="NFPF+", unit="sample",
+                   disable=not self.progress, leave=False)
+        t = 0
+        try:
+            while len(selected) < budget:
+                t += 1
+                t0 = time.perf_counter()
+                n_hidden = self._current_hidden(t)
+                w, b = draw_weights(n_hidden, X.shape[1], loop_rng)
+                cur = SFLM(n_hidden, self.cur_activation, self.cur_type, self.C, self.epochs,
+                           input_weights=w, bias=b, dtype=self.dtype, check_finite=False)
+                cur.fit(X[np.asarray(selected)])
+                remaining = np.flatnonzero(~in_s)
+                if self.candidate_pool is None or self.candidate_pool >= remaining.size:
+                    cand = remaining
+                else:
+                    cand = loop_rng.choice(remaining, size=self.candidate_pool, replace=False)
+                err_cur = cur.errors(X, kind=self.score, rows=cand)
+                if self.score == "pearson":
+                    err_ref = minmax_normalise(e_ref[cand]) if e_ref_pool is None \
+                        else e_ref_pool[cand]
+                else:
+                    err_ref = e_ref[cand]
+                rd = err_cur - err_ref
+                n_take = min(self.k, budget - len(selected))
+                if labels is None:
+                    top = np.argsort(-rd, kind="stable")[:n_take]
+                    clusters = None
+                else:
+                    top = self._balanced_pick(rd, labels[cand], own[cand], counts, sizes,
+                                              n_take)
+                    clusters = labels[cand[top]]
+                    np.add.at(counts, clusters, 1)
+                chosen = cand[top]
+                in_s[chosen] = True
+                selected.extend(int(i) for i in chosen)
+                t1 = time.perf_counter()
+                rec = {"round": t, "n_hidden": n_hidden, "n_selected": len(selected),
+                       "n_candidates": int(cand.size), "chosen": [int(i) for i in chosen],
+                       "scores": [float(s) for s in rd[top]],
+                       "candidate_score_mean": float(rd.mean()),
+                       "candidate_score_max": float(rd.max()),
+                       "time": round(t1 - t0, 5), "elapsed": round(t1 - t_start, 4)}
+                if clusters is not None:
+                    rec["clusters"] = [int(c) for c in clusters]
+                self.history_.append(rec)
+                bar.update(len(chosen))
+        finally:
+            bar.close()
+        return selected
+
+    def _balanced_pick(self, rd, lab, dist, counts, sizes, n_take) -> np.ndarray:
+        """Indices into the candidates: n_take picks, each from the least-covered cluster."""
+        n_clu = counts.size
+        # per-cluster score: min-max RD within the cluster's candidates, minus typicality
+        score = rd.astype(np.float64).copy()
+        if self.typicality_weight > 0:
+            order = np.argsort(lab, kind="stable")
+            bounds = np.searchsorted(lab[order], np.arange(n_clu + 1))
+            for c in range(n_clu):  # loop over clusters, vectorised within
+                m = order[bounds[c]:bounds[c + 1]]
+                if m.size:
+                    score[m] = minmax_normalise(rd[m]) - self.typicality_weight * \
+                        minmax_normalise(dist[m])
+        # best candidate of each cluster, in score order, via one lexsort
+        order = np.lexsort((-score, lab))  # by cluster, then best score first
+        bounds = np.searchsorted(lab[order], np.arange(n_clu + 1))
+        ptr = bounds[:-1].copy()
+        cov = counts.copy()
+        picks = []
+        for _ in range(n_take):
+            key = cov / np.maximum(sizes, 1) if self.balance == "proportional" else cov.copy()
+            key[ptr >= bounds[1:]] = np.inf  # clusters with no candidates left
+            if not np.isfinite(key).any():
+                break
+            c = int(np.lexsort((-sizes, key))[0])  # least covered, then the largest
+            picks.append(order[ptr[c]])
+            ptr[c] += 1
+            cov[c] += 1
+        if len(picks) < n_take:  # cannot happen while candidates remain; be safe
+            rest = np.setdiff1d(np.argsort(-score, kind="stable"), picks, assume_unique=True)
+            picks.extend(rest[:n_take - len(picks)].tolist())
+        return np.asarray(picks, dtype=np.int64)
