@@ -1,0 +1,78 @@
+"""The layers of docs/architecture.md hold in the code, and its generated graph is current."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "dependency_graph", PROJECT_ROOT / "scripts" / "dependency_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def graph():
+    return _load_script()
+
+
+def test_no_layer_imports_a_layer_it_may_not(graph) -> None:
+    assert graph.broken_rules() == []
+
+
+def test_no_module_imports_a_private_name_of_another(graph) -> None:
+    assert graph.private_imports() == []
+
+
+def test_every_module_has_a_layer(graph) -> None:
+    assert [name for name in graph.modules() if graph.layer_of(name) is None] == []
+    assert set(graph.MAY_IMPORT) == set(graph.ORDER) == set(graph.LAYERS.values())
+
+
+def test_architecture_page_holds_the_current_graph(graph) -> None:
+    text = graph.DOC.read_text(encoding="utf-8")
+    assert graph.document_with_graph(text) == text, "run python scripts/dependency_graph.py"
+    assert graph.PICTURE.is_file()
+
+
+def test_the_checker_sees_module_level_lazy_and_relative_imports(graph, tmp_path) -> None:
+    """A hand-made module in the core layer that imports upwards three ways."""
+    module = tmp_path / "fake.py"
+    module.write_text(
+        "from nfpf.core import kernels\n"
+        "import numpy as np\n"
+        "from . import selection\n"
+        "def later():\n"
+        "    from nfpf.evaluation.pipeline import run\n"
+        "    import nfpf.report.tables\n"
+        "from nfpf.core.selection import _private\n")
+    graph.modules_cache()["nfpf.core.fake"] = module
+    assert graph.imports("nfpf.core.fake", module) == {
+        "nfpf.core.kernels", "nfpf.core.selection", "nfpf.evaluation.pipeline",
+        "nfpf.report.tables"}
+    broken = graph.broken_rules()
+    assert any(line.startswith("nfpf.core.fake (core) imports nfpf.evaluation.pipeline")
+               for line in broken)
+    assert any(line.startswith("nfpf.core.fake (core) imports nfpf.report.tables")
+               for line in broken)
+    assert "nfpf.core.fake imports ['_private'] from nfpf.core.selection" in (
+        graph.private_imports())
+
+
+def test_every_package_folder_is_shipped_in_the_wheel() -> None:
+    """pyproject lists the packages explicitly (three come from other folders); a new folder
+    of nfpf/ missing from the list would silently be left out of the wheel."""
+    packages = set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+                   ["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(PROJECT_ROOT).parts)
+               for p in (PROJECT_ROOT / "nfpf").rglob("__init__.py")}
+    assert folders <= packages
+    assert {"nfpf.baselines", "nfpf.cli", "nfpf.conf"} <= packages
