@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
-from nfpf.baselines._autoencoder import (
-    FullBatchModule,
-    MLPAutoencoder,
-    check_hidden_dims,
-    check_positive,
-    fit_full_batch,
-    reset_linear_,
-    top_k,
-    torch_threads,
-)
 from torch import nn
 
-from nfpf.core.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
-from nfpf.core.trainer import check_one_device
+from nfpf.baselines.autoencoder import (
+    AutoencoderRanker,
+    FullBatchModule,
+    MLPAutoencoder,
+    fit_full_batch,
+    reset_linear_,
+)
+from nfpf.core.selection import check_choice, check_param
 
 __all__ = ["ALMS", "ALMSModule", "alms_scores", "frequent_directions", "noisy_copies"]
 
@@ -201,12 +198,11 @@ def alms_scores(q: np.ndarray, score: str = "sum") -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     if score == "sum":
         return q.sum(axis=1)
-    if score == "max_abs":
-        return np.abs(q).max(axis=1)
-    raise ValueError(f"score must be one of {_SCORES}; got {score!r}.")
+    check_choice("score", score, _SCORES)
+    return np.abs(q).max(axis=1)
 
 
-class ALMS(RankingSelector):
+class ALMS(AutoencoderRanker):
     """ALMS (TIP 2021): autoencoder + Frequent-Directions sketch; top-B rows of Q.
 
     Trains :class:`ALMSModule` with a ``pytorch_lightning.Trainer`` (full batch): first the
@@ -236,31 +232,15 @@ class ALMS(RankingSelector):
         Full-batch Adam steps of pretraining (100) and joint fine-tuning (20).
     lr : float
         Pretraining learning rate; fine-tuning uses lr / 2.
-    max_candidates : int or None
-        Largest pool trained on directly; above it a seeded random subset of
-        ``max(max_candidates, budget)`` samples is used (logged and recorded in
-        ``info_["candidate_subset"]``). ``None``: never subsample.
-    trainer : mapping, optional
-        ``pytorch_lightning.Trainer`` settings of the autoencoder (the ``trainer`` config
-        group; ``trainer=gpu`` trains it on the GPU); one device only. CPU when omitted.
-    enable_progress_bar : bool
-        Show Lightning's progress bar.
-    num_threads : int or None
-        Torch intra-op threads while training (restored afterwards); ``None`` keeps torch's
-        setting. The default 1 keeps the run time predictable on a CPU shared with other
-        busy processes, where torch's spinning thread pool collapses (see
-        :func:`nfpf.baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
+    max_candidates, trainer, enable_progress_bar, num_threads
+        See :class:`~nfpf.baselines.autoencoder.AutoencoderRanker`.
 
     Attributes
     ----------
     info_ : dict
         ``candidate_subset`` (its size, or None), ``sketch_size``, ``final_loss``.
-    history_ : list of dict
-        One record per epoch: phase, epoch and every loss term.
-    scores_ : ndarray of shape (m,)
-        Scores of the samples trained on.
-    candidates_ : ndarray of shape (m,) or None
-        Pool indices of the candidate subset, or None.
+    history_, scores_, candidates_
+        See :class:`~nfpf.baselines.autoencoder.AutoencoderRanker`.
 
     Notes
     -----
@@ -277,79 +257,51 @@ class ALMS(RankingSelector):
                  epochs: int = 20, lr: float = 1e-3, max_candidates: int | None = 5000,
                  trainer: Mapping[str, Any] | None = None, enable_progress_bar: bool = False,
                  num_threads: int | None = 1):
-        self.hidden_dims = check_hidden_dims(hidden_dims)
-        self.latent_dim = check_positive("latent_dim", latent_dim, integer=True)
-        self.sketch_size = check_positive("sketch_size", sketch_size, integer=True)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
-        self.beta = check_positive("beta", beta, allow_zero=True)
-        self.gamma = check_positive("gamma", gamma, allow_zero=True)
-        self.lam = check_positive("lam", lam, allow_zero=True)
-        try:
-            self.snr_db = float(snr_db)
-        except (TypeError, ValueError):
-            raise ValueError(f"snr_db must be a number (decibels); got {snr_db!r}.") from None
-        if not np.isfinite(self.snr_db):
-            raise ValueError(f"snr_db must be a finite number of decibels; got {snr_db!r}.")
-        self.normalize_rows = bool(normalize_rows)
-        if score not in _SCORES:
-            raise ValueError(f"score must be one of {_SCORES}; got {score!r}.")
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.sketch_size = sketch_size
+        self.alpha = alpha
+        self.beta = beta
+        self.gamma = gamma
+        self.lam = lam
+        self.snr_db = snr_db
+        self.normalize_rows = normalize_rows
         self.score = score
-        self.pretrain_epochs = check_positive("pretrain_epochs", pretrain_epochs, integer=True,
-                                              allow_zero=True)
-        self.epochs = check_positive("epochs", epochs, integer=True)
-        self.lr = check_positive("lr", lr)
-        self.max_candidates = (None if max_candidates is None
-                               else check_positive("max_candidates", max_candidates,
-                                                   integer=True))
-        check_one_device(trainer, type(self).__name__)
+        self.pretrain_epochs = pretrain_epochs
+        self.epochs = epochs
+        self.lr = lr
+        self.max_candidates = max_candidates
         self.trainer = trainer
-        self.enable_progress_bar = bool(enable_progress_bar)
-        self.num_threads = (None if num_threads is None
-                            else check_positive("num_threads", num_threads, integer=True))
+        self.enable_progress_bar = enable_progress_bar
+        self.num_threads = num_threads
+        self.check_params()
 
-    def ranking_key(self, n: int, budget: int) -> int:
-        """The number of samples ranked: the budget matters only through the subset size."""
-        return candidate_subset_size(n, budget, self.max_candidates)
+    def check_params(self) -> None:
+        super().check_params()
+        check_param("sketch_size", self.sketch_size, low=1)
+        for name in ("alpha", "beta", "gamma", "lam"):
+            check_param(name, getattr(self, name), Real, low=0)
+        check_param("snr_db", self.snr_db, Real, hint=" of decibels")
+        check_choice("score", self.score, _SCORES)
 
-    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        with torch_threads(self.num_threads):
-            return self._rank_impl(pool, budget, seed)
-
-    def _rank_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        subset = candidate_subset(pool.n, budget, self.max_candidates, seed, "ALMS")
-        X = np.asarray(pool.features if subset is None else pool.features[subset],
-                       dtype=np.float64)
+    def _train(self, X: np.ndarray, n_classes: int | None, seed: int,
+               ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
+        X = np.asarray(X, dtype=np.float64)
         if self.normalize_rows:
             norms = np.linalg.norm(X, axis=1, keepdims=True)
             X = X / np.where(norms > 0, norms, 1.0)
-        rng = np.random.default_rng(seed)
-        fake = noisy_copies(X, self.snr_db, rng)
+        fake = noisy_copies(X, self.snr_db, np.random.default_rng(seed))
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        n = x.shape[0]
-
         generator = torch.Generator().manual_seed(seed)
         # nn.Linear's constructor draws from the global RNG: leave its state untouched
         with torch.random.fork_rng(devices=[]):
-            module = ALMSModule(n, x.shape[1], self.hidden_dims, self.latent_dim, self.sketch_size,
-                                self.alpha, self.beta, self.gamma, self.lam, self.lr, self.lr / 2,
-                                generator)
+            module = ALMSModule(x.shape[0], x.shape[1], self.hidden_dims, self.latent_dim,
+                                self.sketch_size, self.alpha, self.beta, self.gamma, self.lam,
+                                self.lr, self.lr / 2, generator)
         tensors = [x, torch.from_numpy(fake)]
         fit_full_batch(module, tensors, "pretrain", self.pretrain_epochs, self.trainer,
                        self.enable_progress_bar)
         fit_full_batch(module, tensors, "joint", self.epochs, self.trainer,
                        self.enable_progress_bar)
-
-        self.scores_ = alms_scores(module.q.detach().cpu().numpy(), self.score)
-        self.candidates_ = subset
-        self.history_ = module.history
-        self.info_ = _info(subset, self.sketch_size, module.history)
-        order = top_k(self.scores_, self.scores_.size)
-        return order if subset is None else subset[order]
-
-
-def _info(subset: np.ndarray | None, ell: int, history: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "candidate_subset": None if subset is None else int(subset.size),
-        "sketch_size": int(ell),
-        "final_loss": float(history[-1]["loss"]) if history else None,
-    }
+        scores = alms_scores(module.q.detach().cpu().numpy(), self.score)
+        return scores, module.history, {"sketch_size": int(self.sketch_size)}

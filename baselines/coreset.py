@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from nfpf.core import device as nfpf_device
+from nfpf.core.kernels import sq_distances_to
 from nfpf.core.resources import torch_threads
-from nfpf.core.selection import Pool, Selector
+from nfpf.core.selection import Pool, Selector, check_choice, check_param
 
-__all__ = ["Coreset"]
+__all__ = ["Coreset", "kcenter_greedy"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,18 @@ class Coreset(Selector):
 
     def __init__(self, init: str = "random", chunk_size: int = 65536,
                  num_threads: int | None = 1, device: str = "auto"):
-        if init not in ("random", "mean"):
-            raise ValueError(f"init must be 'random' or 'mean'; got {init!r}.")
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
         self.init = init
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = chunk_size
         self.num_threads = num_threads
-        self.device = nfpf_device.check_device(device)
+        self.device = device
+        self.check_params()
+
+    def check_params(self) -> None:
+        check_choice("init", self.init, ("random", "mean"))
+        check_param("chunk_size", self.chunk_size, low=1)
+        check_param("num_threads", self.num_threads, low=1, also=(None,),
+                    hint=" (None: torch's setting)")
+        nfpf_device.check_device(self.device)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
@@ -67,31 +72,44 @@ class Coreset(Selector):
         if self.init == "random":
             first = int(np.random.default_rng(seed).integers(pool.n))
         else:
-            mean = X.mean(dim=0, keepdim=True)
-            first = int(_sq_dist_to(X, sq_norms, mean, self.chunk_size).argmin())
-        min_dist = torch.full((pool.n,), float("inf"), device=device)
-        selected = np.empty(budget, dtype=np.int64)
-        selected[0] = first
-        for t in range(budget):
-            if t > 0:
-                selected[t] = int(min_dist.argmax())
-            new = _sq_dist_to(X, sq_norms, X[selected[t]][None, :], self.chunk_size)
-            torch.minimum(min_dist, new, out=min_dist)
-            # -1 < any distance, so a selected sample (or its duplicate at distance 0 before
-            # all unselected ones) is never picked twice.
-            min_dist[selected[t]] = -1.0
-            if t % 200 == 199:
-                log.info("coreset: %d/%d selected", t + 1, budget)
-        return selected
+            mean = X.mean(dim=0)
+            first = int(sq_distances_to(X, sq_norms, mean, self.chunk_size).argmin())
+        min_sq = torch.full((pool.n,), float("inf"), device=device)
+        return kcenter_greedy(X, sq_norms, min_sq, budget, self.chunk_size, first=first)
 
 
-def _sq_dist_to(X: torch.Tensor, sq_norms: torch.Tensor, y: torch.Tensor, chunk: int):
-    """Squared Euclidean distances from every row of X to the single row y, chunked."""
-    out = torch.empty(X.shape[0], device=X.device)
-    y_sq = (y * y).sum()
-    for start in range(0, X.shape[0], chunk):
-        block = X[start:start + chunk]
-        d = sq_norms[start:start + chunk] - 2.0 * (block @ y[0]) + y_sq
-        out[start:start + chunk] = d.clamp_min_(0.0)
-    return out
+def kcenter_greedy(X: torch.Tensor, sq_norms: torch.Tensor, min_sq: torch.Tensor, size: int,
+                   chunk: int, first: int | None = None) -> np.ndarray:
+    """Greedy k-center: ``size`` picks, each the row farthest from the centres so far.
 
+    Parameters
+    ----------
+    X : Tensor of shape (n, d)
+    sq_norms : Tensor of shape (n,)
+        Squared norms of the rows of ``X``; their precision is the distances' precision.
+    min_sq : Tensor of shape (n,)
+        Each row's squared distance to its nearest centre so far (``inf``: no centre yet);
+        updated in place.
+    size : int
+    chunk : int
+        Rows per distance block.
+    first : int, optional
+        The first pick (default: the farthest row, like every later pick).
+
+    Returns
+    -------
+    ndarray of shape (size,), int64: the picks in order; equal distances go to the first row.
+
+    Time O(n·size·d); memory O(n + chunk·d).
+    """
+    selected = np.empty(size, dtype=np.int64)
+    for t in range(size):
+        pick = first if t == 0 and first is not None else int(min_sq.argmax())
+        selected[t] = pick
+        torch.minimum(min_sq, sq_distances_to(X, sq_norms, X[pick], chunk), out=min_sq)
+        # -1 < any distance, so a selected sample (or its duplicate at distance 0 before
+        # all unselected ones) is never picked twice.
+        min_sq[pick] = -1.0
+        if t % 200 == 199:
+            log.info("k-center: %d/%d selected", t + 1, size)
+    return selected

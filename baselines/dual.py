@@ -18,26 +18,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
-from nfpf.baselines._autoencoder import (
-    FullBatchModule,
-    MLPAutoencoder,
-    check_hidden_dims,
-    check_positive,
-    fit_full_batch,
-    minmax,
-    reset_linear_,
-    top_k,
-    torch_threads,
-)
 from sklearn.cluster import KMeans
 from torch import nn
 
-from nfpf.core.selection import Pool, RankingSelector, candidate_subset, candidate_subset_size
-from nfpf.core.trainer import check_one_device
+from nfpf.baselines.autoencoder import (
+    AutoencoderRanker,
+    FullBatchModule,
+    MLPAutoencoder,
+    fit_full_batch,
+    minmax,
+    reset_linear_,
+)
+from nfpf.core.selection import check_param
 
 __all__ = ["DUAL", "DUALModule", "dual_scores"]
 
@@ -144,7 +141,7 @@ def dual_scores(coef: np.ndarray, coef_cluster: np.ndarray) -> np.ndarray:
     return minmax(s1) + minmax(s2)
 
 
-class DUAL(RankingSelector):
+class DUAL(AutoencoderRanker):
     """DUAL (IJCAI 2020): autoencoder + self-expressive selection block, top-B by column norms.
 
     Trains :class:`DUALModule` with a ``pytorch_lightning.Trainer`` (full batch): first the
@@ -170,31 +167,15 @@ class DUAL(RankingSelector):
         Full-batch Adam steps of autoencoder pretraining and of joint training.
     pretrain_lr, lr : float
         Adam learning rates of the two phases.
-    max_candidates : int or None
-        Largest pool trained on directly; above it a seeded random subset of
-        ``max(max_candidates, budget)`` samples is used (logged and recorded in
-        ``info_["candidate_subset"]``). ``None``: never subsample.
-    trainer : mapping, optional
-        ``pytorch_lightning.Trainer`` settings of the autoencoder (the ``trainer`` config
-        group; ``trainer=gpu`` trains it on the GPU); one device only. CPU when omitted.
-    enable_progress_bar : bool
-        Show Lightning's progress bar.
-    num_threads : int or None
-        Torch intra-op threads while training (restored afterwards); ``None`` keeps torch's
-        setting. The default 1 keeps the run time predictable on a CPU shared with other
-        busy processes, where torch's spinning thread pool collapses (see
-        :func:`nfpf.baselines._autoencoder.torch_threads`); raise it on an idle many-core machine.
+    max_candidates, trainer, enable_progress_bar, num_threads
+        See :class:`~nfpf.baselines.autoencoder.AutoencoderRanker`.
 
     Attributes
     ----------
     info_ : dict
         ``candidate_subset`` (its size, or None), ``n_clusters``, ``final_loss``.
-    history_ : list of dict
-        One record per epoch: phase, epoch and every loss term.
-    scores_ : ndarray of shape (m,)
-        Scores of the samples trained on (the candidate subset when one is used).
-    candidates_ : ndarray of shape (m,) or None
-        Pool indices of the candidate subset, or None.
+    history_, scores_, candidates_
+        See :class:`~nfpf.baselines.autoencoder.AutoencoderRanker`.
 
     Notes
     -----
@@ -210,44 +191,34 @@ class DUAL(RankingSelector):
                  epochs: int = 100, pretrain_lr: float = 1e-3, lr: float = 1e-3,
                  max_candidates: int | None = 2000, trainer: Mapping[str, Any] | None = None,
                  enable_progress_bar: bool = False, num_threads: int | None = 1):
-        self.hidden_dims = check_hidden_dims(hidden_dims)
-        self.latent_dim = check_positive("latent_dim", latent_dim, integer=True)
-        self.n_clusters = (None if n_clusters is None
-                           else check_positive("n_clusters", n_clusters, integer=True))
-        self.sparsity_weight = check_positive("sparsity_weight", sparsity_weight,
-                                              allow_zero=True)
-        self.expression_weight = check_positive("expression_weight", expression_weight,
-                                                allow_zero=True)
-        self.pretrain_epochs = check_positive("pretrain_epochs", pretrain_epochs, integer=True,
-                                              allow_zero=True)
-        self.epochs = check_positive("epochs", epochs, integer=True)
-        self.pretrain_lr = check_positive("pretrain_lr", pretrain_lr)
-        self.lr = check_positive("lr", lr)
-        self.max_candidates = (None if max_candidates is None
-                               else check_positive("max_candidates", max_candidates,
-                                                   integer=True))
-        check_one_device(trainer, type(self).__name__)
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.n_clusters = n_clusters
+        self.sparsity_weight = sparsity_weight
+        self.expression_weight = expression_weight
+        self.pretrain_epochs = pretrain_epochs
+        self.epochs = epochs
+        self.pretrain_lr = pretrain_lr
+        self.lr = lr
+        self.max_candidates = max_candidates
         self.trainer = trainer
-        self.enable_progress_bar = bool(enable_progress_bar)
-        self.num_threads = (None if num_threads is None
-                            else check_positive("num_threads", num_threads, integer=True))
+        self.enable_progress_bar = enable_progress_bar
+        self.num_threads = num_threads
+        self.check_params()
 
-    def ranking_key(self, n: int, budget: int) -> int:
-        """The number of samples ranked: the budget matters only through the subset size."""
-        return candidate_subset_size(n, budget, self.max_candidates)
+    def check_params(self) -> None:
+        super().check_params()
+        check_param("n_clusters", self.n_clusters, low=1, also=(None,),
+                    hint=" (None: the pool's number of classes)")
+        check_param("sparsity_weight", self.sparsity_weight, Real, low=0)
+        check_param("expression_weight", self.expression_weight, Real, low=0)
+        check_param("pretrain_lr", self.pretrain_lr, Real, low=0, closed="neither")
 
-    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        with torch_threads(self.num_threads):
-            return self._rank_impl(pool, budget, seed)
-
-    def _rank_impl(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        subset = candidate_subset(pool.n, budget, self.max_candidates, seed, "DUAL")
-        X = pool.features if subset is None else pool.features[subset]
+    def _train(self, X: np.ndarray, n_classes: int | None, seed: int,
+               ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         n = x.shape[0]
-        k = self.n_clusters or pool.n_classes or 10
-        k = int(min(k, n))
-
+        k = int(min(self.n_clusters or n_classes or 10, n))
         generator = torch.Generator().manual_seed(seed)
         # nn.Linear's constructor draws from the global RNG: leave its state untouched
         with torch.random.fork_rng(devices=[]):
@@ -256,27 +227,12 @@ class DUAL(RankingSelector):
                                 self.pretrain_lr, self.lr, generator)
         fit_full_batch(module, [x], "pretrain", self.pretrain_epochs, self.trainer,
                        self.enable_progress_bar)
-
         z = module.encode(x).cpu().numpy().astype(np.float64)
         km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
         with torch.no_grad():
             module.centers.copy_(torch.from_numpy(km.cluster_centers_).float())
         fit_full_batch(module, [x], "joint", self.epochs, self.trainer,
                        self.enable_progress_bar)
-
-        coef = module.coef.detach().cpu().numpy()
-        coef_cluster = module.coef_cluster.detach().cpu().numpy()
-        self.scores_ = dual_scores(coef, coef_cluster)
-        self.candidates_ = subset
-        self.history_ = module.history
-        self.info_ = _info(subset, k, module.history)
-        order = top_k(self.scores_, self.scores_.size)
-        return order if subset is None else subset[order]
-
-
-def _info(subset: np.ndarray | None, k: int, history: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "candidate_subset": None if subset is None else int(subset.size),
-        "n_clusters": int(k),
-        "final_loss": float(history[-1]["loss"]) if history else None,
-    }
+        scores = dual_scores(module.coef.detach().cpu().numpy(),
+                             module.coef_cluster.detach().cpu().numpy())
+        return scores, module.history, {"n_clusters": k}

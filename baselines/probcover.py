@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from nfpf.baselines._neighbors import as_float_array, auto_chunk_size, l2_normalize
-from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_memory
 
-from nfpf.core import device as nfpf_device
+from nfpf.baselines.neighbors import as_float_array, auto_chunk_size, l2_normalize
 from nfpf.core import kernels
 from nfpf.core.memo import Memo
-from nfpf.core.selection import Pool, Selector, select_on_subset
+from nfpf.core.selection import Pool, SubsetSelector, check_param
 
 __all__ = ["ProbCover", "delta_ball_graph", "greedy_max_coverage", "purity_delta"]
 
 log = logging.getLogger(__name__)
 
 
-class ProbCover(Selector):
+class ProbCover(SubsetSelector):
     """Greedy maximum coverage of the δ-ball graph of L2-normalised features.
 
     The graph has an edge i -> j when ``||x_i - x_j|| < δ`` (every node covers itself). It is
@@ -100,42 +98,27 @@ class ProbCover(Selector):
         memory: Any = None,
         device: str = "auto",
     ):
-        if delta is not None:
-            if isinstance(delta, bool) or not math.isfinite(float(delta)) or float(delta) <= 0:
-                raise ValueError(
-                    f"delta must be a positive radius (0 < delta; distances of L2-normalised "
-                    f"features lie in [0, 2]) or None for the purity rule; got {delta!r}."
-                )
-            delta = float(delta)
-        if not 0.0 < float(alpha) <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1]; got {alpha!r}.")
-        if chunk_size is not None and int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None; got {chunk_size!r}.")
-        if int(purity_sample) < 1:
-            raise ValueError(f"purity_sample must be >= 1; got {purity_sample!r}.")
-        if n_init != "auto" and int(n_init) < 1:
-            raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {n_init!r}.")
         self.delta = delta
-        self.alpha = float(alpha)
-        self.normalize = bool(normalize)
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.purity_sample = int(purity_sample)
-        self.n_init = n_init if n_init == "auto" else int(n_init)
-        self.max_candidates = _check_max_candidates(max_candidates)
-        check_memory(memory)  # a directory, a joblib.Memory or None
+        self.alpha = alpha
+        self.normalize = normalize
+        self.chunk_size = chunk_size
+        self.purity_sample = purity_sample
+        self.n_init = n_init
+        self.max_candidates = max_candidates
         self.memory = memory
-        self.device = nfpf_device.check_device(device)
+        self.device = device
+        self.check_params()
 
-    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        gpu = nfpf_device.compute_device(self.device)
-        with nfpf_device.gpu_memory_guard("probcover", "selector.chunk_size"):
-            picks, size = select_on_subset(pool, budget, seed, self.max_candidates,
-                                           "probcover", functools.partial(self._select_all,
-                                                                          gpu=gpu))
-        self.info_["candidate_subset"] = size
-        if gpu is not None:
-            self.info_["device"] = str(gpu)
-        return picks
+    def check_params(self) -> None:
+        super().check_params()
+        check_param("delta", self.delta, Real, low=0, closed="neither", also=(None,),
+                    hint=" (a radius: distances of L2-normalised features lie in [0, 2]; "
+                         "None: the purity rule)")
+        check_param("alpha", self.alpha, Real, low=0, high=1, closed="right")
+        check_param("chunk_size", self.chunk_size, low=1, also=(None,))
+        check_param("purity_sample", self.purity_sample, low=1)
+        check_param("n_init", self.n_init, low=1, also=("auto",))
+        check_memory(self.memory)  # a directory, a joblib.Memory or None
 
     def _select_all(self, pool: Pool, budget: int, seed: int,
                     gpu: torch.device | None = None) -> np.ndarray:
@@ -144,26 +127,8 @@ class ProbCover(Selector):
         if self.normalize:
             X = l2_normalize(X)
         rng = np.random.default_rng(seed)
-        info: dict = {"alpha": self.alpha}
         memo = Memo(self.memory)
-        if self.delta is not None:
-            if self.normalize and self.delta > 2.0:
-                raise ValueError(
-                    f"delta={self.delta} exceeds 2, the largest distance between L2-normalised "
-                    f"features: every ball would hold the whole pool. Choose 0 < delta <= 2."
-                )
-            graph = memo.call("graph", delta_ball_graph, X,
-                              params=dict(delta=self.delta, chunk_size=self.chunk_size,
-                                          device=device))
-            info.update(delta=self.delta, delta_source="given")
-        else:
-            delta, graph, extra, rng_state = memo.call(
-                "purity_graph", _purity_graph, X,
-                params=dict(n_classes=pool.n_classes, seed=seed, n_init=self.n_init,
-                            alpha=self.alpha, chunk_size=self.chunk_size,
-                            purity_sample=self.purity_sample, device=device))
-            rng.bit_generator.state = rng_state  # the greedy goes on from the same draws
-            info.update(delta=delta, delta_source="purity", **extra)
+        graph, info = self._ball_graph(X, pool.n_classes, seed, rng, memo, device)
         info["memory_hits"] = list(memo.hits)
         n_edges = int(graph.nnz)
         info.update(n_edges=n_edges, mean_ball_size=n_edges / pool.n)
@@ -180,6 +145,29 @@ class ProbCover(Selector):
                      budget - info["full_coverage_at"])
         self.info_ = info
         return selected
+
+    def _ball_graph(self, X: np.ndarray, n_classes: int | None, seed: int,
+                    rng: np.random.Generator, memo: Memo, device: str | None,
+                    ) -> tuple[sp.csr_matrix, dict]:
+        """The δ-ball graph (δ given or by the purity rule) and what ``info_`` says of it;
+        after the purity rule ``rng`` goes on from the rule's draws."""
+        if self.delta is not None:
+            if self.normalize and self.delta > 2.0:
+                raise ValueError(
+                    f"delta={self.delta} exceeds 2, the largest distance between L2-normalised "
+                    f"features: every ball would hold the whole pool. Choose 0 < delta <= 2."
+                )
+            graph = memo.call("graph", delta_ball_graph, X,
+                              params=dict(delta=self.delta, chunk_size=self.chunk_size,
+                                          device=device))
+            return graph, {"alpha": self.alpha, "delta": self.delta, "delta_source": "given"}
+        delta, graph, extra, rng_state = memo.call(
+            "purity_graph", _purity_graph, X,
+            params=dict(n_classes=n_classes, seed=seed, n_init=self.n_init, alpha=self.alpha,
+                        chunk_size=self.chunk_size, purity_sample=self.purity_sample,
+                        device=device))
+        rng.bit_generator.state = rng_state  # the greedy goes on from the same draws
+        return graph, {"alpha": self.alpha, "delta": delta, "delta_source": "purity", **extra}
 
 
 def _purity_graph(X: np.ndarray, n_classes: int | None, seed: int, n_init, alpha: float,
@@ -215,11 +203,7 @@ def _purity_labels(X: np.ndarray, n_classes: int | None, seed: int, n_init,
             f"more than the {len(X)} samples of the pool. Pass delta=<radius> or use a larger "
             f"pool."
         )
-    if device is not None:
-        labels = kernels.kmeans(X, n_classes, n_init=1 if n_init == "auto" else n_init,
-                                seed=seed, device=device).labels.cpu().numpy()
-    else:
-        labels = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit_predict(X)
+    labels = kernels.kmeans_labels(X, n_classes, seed, n_init=n_init, device=device)
     if np.unique(labels).size < 2:
         raise ValueError(
             "ProbCover's purity rule cannot be met: K-means put every sample in one cluster "
@@ -286,32 +270,55 @@ def _scan(
             block -= h[None, :]
             block -= h[ids, None]
         if threshold is not None:
-            diagonal = np.arange(m), np.arange(start, start + m)  # the self-pairs
-            saved = block[diagonal]
-            block[diagonal] = np.inf  # every node covers itself
-            if m * n < flat.size:
-                flat[m * n:] = False
-            np.greater(block, threshold, out=flat[:m * n].reshape(m, n))
-            words = torch.nonzero(torch.from_numpy(flat.view(np.int64))).numpy()[:, 0]
-            positions = (words[:, None] * 8 + np.arange(8)).reshape(-1)
-            positions = positions[flat[positions]]
-            r, c = np.divmod(positions, n)
+            r, c, similarity = _block_edges(block, start, threshold, flat, keep_similarity)
             if keep_similarity:
-                sims.append(block[r, c])
-            block[diagonal] = saved
+                sims.append(similarity)
             counts.append(np.bincount(r, minlength=m))
             cols.append(c.astype(np.int32))
         if bounds is not None:
-            labels_here = row_label[start:start + m]
-            # Rows are sorted by cluster: each cluster's rows and columns are contiguous.
-            cuts = np.flatnonzero(np.diff(labels_here)) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, m], strict=True):
-                c_id = labels_here[lo]
-                block[lo:hi, int(bounds[c_id]):int(bounds[c_id + 1])] = -np.inf
-            best[start:start + m] = block.max(axis=1)
+            best[start:start + m] = _best_other_cluster(block, row_label[start:start + m],
+                                                        bounds)
         if n_blocks >= 20 and (b + 1) % max(1, n_blocks // 10) == 0:
             log.info("probcover: distance pass %d/%d rows", start + m, row_ids.size)
     return _scan_output(threshold, counts, cols, sims if keep_similarity else None, best)
+
+
+def _block_edges(block: np.ndarray, start: int, threshold: float, flat: np.ndarray,
+                 keep_similarity: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows and columns of the entries of ``block`` (rows ``start:start + m`` of the pool,
+    all columns) above ``threshold``, plus every self-pair, in row-major order, and with
+    ``keep_similarity`` their similarities (a self-pair's is ``inf``).
+
+    ``flat`` is a boolean work buffer of at least m * n entries, padded to whole 8-byte
+    words, so that the comparison mask is scanned a word at a time (edges are rare).
+    """
+    m, n = block.shape
+    diagonal = np.arange(m), np.arange(start, start + m)  # the self-pairs
+    saved = block[diagonal]
+    block[diagonal] = np.inf  # every node covers itself
+    if m * n < flat.size:
+        flat[m * n:] = False
+    np.greater(block, threshold, out=flat[:m * n].reshape(m, n))
+    words = torch.nonzero(torch.from_numpy(flat.view(np.int64))).numpy()[:, 0]
+    positions = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    positions = positions[flat[positions]]
+    r, c = np.divmod(positions, n)
+    similarity = block[r, c] if keep_similarity else None
+    block[diagonal] = saved
+    return r, c, similarity
+
+
+def _best_other_cluster(block: np.ndarray, labels_here: np.ndarray, bounds: np.ndarray,
+                        ) -> np.ndarray:
+    """Each row's largest similarity to a sample of another cluster (``block`` is masked
+    in place). Rows and columns are sorted by cluster: cluster c's columns are
+    ``bounds[c]:bounds[c + 1]`` and each cluster's rows are contiguous."""
+    m = block.shape[0]
+    cuts = np.flatnonzero(np.diff(labels_here)) + 1
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, m], strict=True):  # a loop over clusters
+        c_id = labels_here[lo]
+        block[lo:hi, int(bounds[c_id]):int(bounds[c_id + 1])] = -np.inf
+    return block.max(axis=1)
 
 
 def _scan_output(threshold: float | None, counts: list, cols: list, sims: list | None,
@@ -609,12 +616,3 @@ def greedy_max_coverage(
     if with_coverage:
         return selected, coverage
     return selected
-
-
-def _check_max_candidates(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-        raise ValueError(f"max_candidates must be a positive integer or None (never "
-                         f"subsample); got {value!r}.")
-    return int(value)

@@ -8,9 +8,9 @@ from sklearn import cluster
 
 from nfpf.core import device as nfpf_device
 from nfpf.core import kernels
-from nfpf.core.selection import Pool, Selector, candidate_subset
+from nfpf.core.selection import Pool, Selector, candidate_subset, check_param
 
-__all__ = ["KMeans", "Random", "nearest_distinct"]
+__all__ = ["KMeans", "Random"]
 
 
 class Random(Selector):
@@ -66,21 +66,23 @@ class KMeans(Selector):
     def __init__(self, n_init: int = 3, max_iter: int = 300, minibatch_above: int | None = 500,
                  fit_subset: int | None = None, device: str = "auto",
                  batch_size: int | None = None):
-        if int(n_init) < 1:
-            raise ValueError(f"n_init must be >= 1; got {n_init}.")
-        if int(max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
-        if fit_subset is not None and int(fit_subset) < 1:
-            raise ValueError(f"fit_subset must be a positive number of samples or None; "
-                             f"got {fit_subset}.")
-        self.n_init = int(n_init)
-        self.max_iter = int(max_iter)
+        self.n_init = n_init
+        self.max_iter = max_iter
         self.minibatch_above = minibatch_above
-        self.fit_subset = None if fit_subset is None else int(fit_subset)
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1 or None; got {batch_size!r}.")
-        self.device = nfpf_device.check_device(device)
-        self.batch_size = None if batch_size is None else int(batch_size)
+        self.fit_subset = fit_subset
+        self.device = device
+        self.batch_size = batch_size
+        self.check_params()
+
+    def check_params(self) -> None:
+        check_param("n_init", self.n_init, low=1)
+        check_param("max_iter", self.max_iter, low=1)
+        check_param("minibatch_above", self.minibatch_above, low=0, also=(None,),
+                    hint=" (None: never MiniBatchKMeans)")
+        check_param("fit_subset", self.fit_subset, low=1, also=(None,),
+                    hint=" (None: fit on the whole pool)")
+        nfpf_device.check_device(self.device)
+        check_param("batch_size", self.batch_size, low=1, also=(None,))
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
@@ -100,7 +102,7 @@ class KMeans(Selector):
                         random_state=seed)
         km.fit(fitted)
         self.info_["inertia"] = float(km.inertia_)
-        return nearest_distinct(X, km.cluster_centers_)
+        return kernels.nearest_distinct_exact(X, km.cluster_centers_)
 
     def _select_torch(self, X: np.ndarray, rows: np.ndarray | None, budget: int, seed: int,
                       device: torch.device) -> np.ndarray:
@@ -111,33 +113,3 @@ class KMeans(Selector):
         self.info_["inertia"] = km.inertia
         return kernels.nearest_distinct(Xt, km.centers, batch_size=self.batch_size)
 
-
-def nearest_distinct(X: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """For each centre, the nearest sample of ``X`` not already taken by an earlier centre.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-    centers : ndarray of shape (k, d), k <= n
-
-    Returns
-    -------
-    ndarray of shape (k,): distinct row indices of ``X``.
-    """
-    from sklearn.metrics import pairwise_distances_argmin_min
-
-    nearest, _ = pairwise_distances_argmin_min(centers, X)
-    if np.unique(nearest).size == nearest.size:
-        return nearest.astype(np.int64)
-    # Rare (duplicate samples): resolve collisions centre by centre on the few that collide.
-    taken = np.zeros(len(X), dtype=bool)
-    out = np.empty(len(centers), dtype=np.int64)
-    for j, center in enumerate(centers):
-        if not taken[nearest[j]]:
-            out[j] = nearest[j]
-        else:
-            d = np.einsum("ij,ij->i", X - center, X - center)
-            d[taken] = np.inf
-            out[j] = int(np.argmin(d))
-        taken[out[j]] = True
-    return out

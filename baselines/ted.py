@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from numbers import Real
 
 import numpy as np
 import torch
-from nfpf.baselines._neighbors import as_float_array
 
+from nfpf.baselines.neighbors import as_float_array
 from nfpf.core import device as nfpf_device
-from nfpf.core.selection import Pool, Selector
+from nfpf.core import kernels
+from nfpf.core.selection import Pool, Selector, candidate_subset, check_choice, check_param
 
-__all__ = ["TED", "candidate_subset", "rbf_gamma"]
+__all__ = ["TED", "rbf_gamma", "rbf_kernel", "ted_kernel", "ted_linear"]
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +67,21 @@ class TED(Selector):
         max_candidates: int | None = 5000,
         device: str = "auto",
     ):
-        if kernel not in ("rbf", "linear"):
-            raise ValueError(f"kernel must be 'rbf' or 'linear'; got {kernel!r}.")
-        if not float(mu) > 0:
-            raise ValueError(f"mu must be > 0; got {mu!r}.")
-        if gamma is not None and not float(gamma) > 0:
-            raise ValueError(f"gamma must be > 0 or None (scale heuristic); got {gamma!r}.")
-        if max_candidates is not None and (isinstance(max_candidates, bool)
-                                           or int(max_candidates) < 1):
-            raise ValueError(f"max_candidates must be >= 1 or None; got {max_candidates!r}.")
         self.kernel = kernel
-        self.mu = float(mu)
-        self.gamma = None if gamma is None else float(gamma)
-        self.max_candidates = None if max_candidates is None else int(max_candidates)
-        self.device = nfpf_device.check_device(device)
+        self.mu = mu
+        self.gamma = gamma
+        self.max_candidates = max_candidates
+        self.device = device
+        self.check_params()
+
+    def check_params(self) -> None:
+        check_choice("kernel", self.kernel, ("rbf", "linear"))
+        check_param("mu", self.mu, Real, low=0, closed="neither")
+        check_param("gamma", self.gamma, Real, low=0, closed="neither", also=(None,),
+                    hint=" (None: the scale heuristic)")
+        check_param("max_candidates", self.max_candidates, low=1, also=(None,),
+                    hint=" (None: never subsample)")
+        nfpf_device.check_device(self.device)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
@@ -88,16 +91,12 @@ class TED(Selector):
             self.info_ = {"kernel": "linear", "candidates": n}
             return ted_linear(X, budget, self.mu)
         gamma = self.gamma if self.gamma is not None else rbf_gamma(X)
-        m = n if self.max_candidates is None else min(n, max(self.max_candidates, budget))
-        candidates = candidate_subset(n, m, seed)
-        self.info_ = {"kernel": "rbf", "gamma": float(gamma), "candidates": int(m),
-                      "candidate_subset": bool(m < n)}
-        if m < n:
-            log.info("ted: n=%d > max_candidates=%d: selecting from a seeded subset of %d "
-                     "candidates", n, self.max_candidates, m)
+        subset = candidate_subset(n, budget, self.max_candidates, seed, "ted")
+        candidates = np.arange(n) if subset is None else subset
+        self.info_ = {"kernel": "rbf", "gamma": float(gamma), "candidates": int(candidates.size),
+                      "candidate_subset": subset is not None}
         if gpu is None:
-            picks = ted_kernel(rbf_kernel(X[candidates], gamma), budget, self.mu)
-            return candidates[picks]
+            return candidates[ted_kernel(rbf_kernel(X[candidates], gamma), budget, self.mu)]
         self.info_["device"] = str(gpu)
         with nfpf_device.gpu_memory_guard("ted", "selector.max_candidates"):
             picks = ted_kernel(rbf_kernel(X[candidates], gamma, gpu), budget, self.mu)
@@ -110,23 +109,15 @@ def rbf_gamma(X: np.ndarray) -> float:
     return 1.0 / (X.shape[1] * var) if var > 0 else 1.0
 
 
-def candidate_subset(n: int, m: int, seed: int) -> np.ndarray:
-    """The sorted candidate indices TED uses: all of ``range(n)`` if ``m >= n``, else ``m``
-    drawn without replacement by ``np.random.default_rng(seed)``."""
-    if m >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
-
-
 def rbf_kernel(X: np.ndarray, gamma: float, device: torch.device | None = None,
                ) -> torch.Tensor:
     """``exp(-gamma ||x_i - x_j||^2)`` of the rows of X, shape (m, m), X's float dtype,
-    computed on ``device`` (default: the CPU)."""
-    Xt = torch.from_numpy(as_float_array(X)).to(device or "cpu")
-    sq = (Xt * Xt).sum(dim=1)
-    K = torch.addmm(sq[None, :], Xt, Xt.T, beta=1.0, alpha=-2.0)
-    K.add_(sq[:, None]).clamp_min_(0.0).mul_(-gamma).exp_()
-    return K
+    computed on ``device`` (default: the CPU) from :func:`nfpf.core.kernels.center_distances`
+    (torch, so that the GPU path is the same code)."""
+    X = as_float_array(X)
+    K = kernels.center_distances(X, X, squared=True, batch_size=len(X),
+                                 device=device or "cpu", dtype=None)
+    return K.mul_(-gamma).exp_()
 
 
 def ted_kernel(K: torch.Tensor | np.ndarray, budget: int, mu: float) -> np.ndarray:

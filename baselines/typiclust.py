@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
-from nfpf.baselines._neighbors import as_float_array, knn_density, l2_normalize
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from nfpf.baselines.neighbors import as_float_array, knn_density, l2_normalize
 from nfpf.core import device as nfpf_device
 from nfpf.core import kernels
-from nfpf.core.selection import Pool, Selector
+from nfpf.core.selection import Pool, Selector, check_choice, check_param
 
-__all__ = ["DISTANCES", "TypiClust", "check_typiclust_options"]
+__all__ = ["DISTANCES", "TypiClust", "check_typiclust_options", "typical_picks"]
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +21,18 @@ log = logging.getLogger(__name__)
 DISTANCES = ("squared", "euclidean")
 
 
-def check_typiclust_options(max_clusters: int, min_cluster_size: int, k_neighbors: int,
-                            distance: str, normalize: bool, minibatch_above: int,
-                            batch_size: int, prefix: str = "") -> None:
-    """Validate the options TypiClust and its active-learning form share; each message
-    names ``prefix`` + the option (e.g. ``"selector.k_neighbors"``)."""
-    for name, value, low in (("max_clusters", max_clusters, 1),
-                             ("min_cluster_size", min_cluster_size, 0),
-                             ("k_neighbors", k_neighbors, 1),
-                             ("minibatch_above", minibatch_above, 0),
-                             ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-            raise ValueError(f"{prefix}{name} must be an integer >= {low}; got {value!r}.")
-    if distance not in DISTANCES:
-        raise ValueError(f"{prefix}distance must be one of {DISTANCES} ('squared': the "
-                         f"released code, 'euclidean': the paper); got {distance!r}.")
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise ValueError(f"{prefix}normalize must be true or false; got {normalize!r}.")
+def check_typiclust_options(estimator: Any, prefix: str = "") -> None:
+    """Validate the options TypiClust and its active-learning form share, read from
+    ``estimator``; each message names ``prefix`` + the option (e.g.
+    ``"selector.k_neighbors"``)."""
+    for name, low in (("max_clusters", 1), ("min_cluster_size", 0), ("k_neighbors", 1),
+                      ("minibatch_above", 0), ("batch_size", 1)):
+        check_param(prefix + name, getattr(estimator, name), low=low)
+    check_choice(prefix + "distance", estimator.distance, DISTANCES,
+                 " ('squared': the released code, 'euclidean': the paper)")
+    if not isinstance(estimator.normalize, bool | np.bool_):
+        raise ValueError(f"{prefix}normalize must be true or false; got "
+                         f"{estimator.normalize!r}.")
 
 
 class TypiClust(Selector):
@@ -56,7 +51,7 @@ class TypiClust(Selector):
     from faiss ``IndexFlatL2``, which returns *squared* distances, so its typicality is
     ``1 / mean squared distance`` (``distance="squared"``). ``distance="euclidean"`` is the
     paper's ``1 / mean distance``. The neighbour convention (the sample itself excluded by
-    index) is :mod:`nfpf.baselines._neighbors`'.
+    index) is :mod:`nfpf.baselines.neighbors`'.
 
     When ``B`` exceeds the number of usable clusters the picks keep cycling, so a cluster can
     give several samples; a cluster with no unselected sample left is skipped, and once all
@@ -80,7 +75,7 @@ class TypiClust(Selector):
         (paper).
     normalize : bool
         L2-normalise the features before clustering and typicality (released code). An
-        all-zero row is left at the origin (:func:`nfpf.baselines._neighbors.l2_normalize`);
+        all-zero row is left at the origin (:func:`nfpf.baselines.neighbors.l2_normalize`);
         ``info_["n_zero_rows"]`` counts them.
     minibatch_above : int
         Use ``MiniBatchKMeans`` (batch size ``batch_size``) when K exceeds this (paper: 50).
@@ -128,43 +123,24 @@ class TypiClust(Selector):
         typicality_subset: int | None = None,
         device: str = "auto",
     ):
-        check_typiclust_options(max_clusters, min_cluster_size, k_neighbors, distance,
-                                normalize, minibatch_above, batch_size)
-        if n_init != "auto" and (isinstance(n_init, bool) or not float(n_init).is_integer()
-                                 or int(n_init) < 1):
-            raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {n_init!r}.")
-        self.max_clusters = int(max_clusters)
-        self.min_cluster_size = int(min_cluster_size)
-        self.k_neighbors = int(k_neighbors)
+        self.max_clusters = max_clusters
+        self.min_cluster_size = min_cluster_size
+        self.k_neighbors = k_neighbors
         self.distance = distance
-        self.normalize = bool(normalize)
-        self.minibatch_above = int(minibatch_above)
-        self.batch_size = int(batch_size)
-        self.n_init = n_init if n_init == "auto" else int(n_init)
-        if typicality_subset is not None and (
-                isinstance(typicality_subset, bool) or not float(typicality_subset).is_integer()
-                or int(typicality_subset) < 2):
-            raise ValueError(f"typicality_subset must be an integer >= 2 or None; got "
-                             f"{typicality_subset!r}.")
-        self.typicality_subset = None if typicality_subset is None else int(typicality_subset)
-        self.device = nfpf_device.check_device(device)
+        self.normalize = normalize
+        self.minibatch_above = minibatch_above
+        self.batch_size = batch_size
+        self.n_init = n_init
+        self.typicality_subset = typicality_subset
+        self.device = device
+        self.check_params()
 
-    def _cluster(self, X: np.ndarray, n_clusters: int, seed: int,
-                 on_device: torch.Tensor | None = None) -> np.ndarray:
-        """K-means labels; on the GPU path from ``on_device``, X's copy on the device."""
-        if n_clusters == 1:
-            return np.zeros(len(X), dtype=np.int64)
-        if on_device is not None:
-            n_init = 1 if self.n_init == "auto" else self.n_init
-            km = kernels.kmeans(on_device, n_clusters, n_init=n_init, seed=seed,
-                                device=on_device.device)
-            return km.labels.cpu().numpy()
-        if n_clusters > self.minibatch_above:
-            km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=self.batch_size,
-                                 n_init=self.n_init, random_state=seed)
-        else:
-            km = KMeans(n_clusters=n_clusters, n_init=self.n_init, random_state=seed)
-        return km.fit_predict(X).astype(np.int64)
+    def check_params(self) -> None:
+        check_typiclust_options(self)
+        check_param("n_init", self.n_init, low=1, also=("auto",))
+        check_param("typicality_subset", self.typicality_subset, low=2, also=(None,),
+                    hint=" (None: exact)")
+        nfpf_device.check_device(self.device)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
@@ -178,20 +154,16 @@ class TypiClust(Selector):
         with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
             # One copy of the pool on the device, for the k-means and every pick's kNN.
             on_device = None if gpu is None else kernels.as_device_tensor(X, gpu)
-            labels = self._cluster(X, n_clusters, seed, on_device)
+            labels = kernels.kmeans_labels(
+                X if on_device is None else on_device, n_clusters, seed, n_init=self.n_init,
+                minibatch_above=self.minibatch_above, batch_size=self.batch_size, device=gpu)
         self.cluster_labels_ = labels
         sizes = np.bincount(labels, minlength=n_clusters)
         usable = sizes > self.min_cluster_size
         dropped = (sizes > 0) & ~usable
-        messages: list[str] = []
-        if dropped.any():
-            messages.append(
-                f"typiclust: {int(dropped.sum())} of {int((sizes > 0).sum())} K-means clusters "
-                f"({int(sizes[dropped].sum())} of {pool.n} samples) have <= "
-                f"min_cluster_size={self.min_cluster_size} samples and get no pick while larger "
-                f"clusters remain; their picks go to second picks of the largest clusters "
-                f"(B={budget}). Set min_cluster_size=0 to give every cluster a pick.")
-            log.warning(messages[-1])
+        messages = [self._dropped_warning(sizes, dropped, budget)] if dropped.any() else []
+        for message in messages:
+            log.warning(message)
         with nfpf_device.gpu_memory_guard("typiclust", "selector.typicality_subset"):
             selected, fallback_at, subsampled = self._pick(X, labels, sizes, usable, budget,
                                                            seed, on_device)
@@ -209,55 +181,99 @@ class TypiClust(Selector):
             self.info_["device"] = str(gpu)
         return selected
 
+    def _dropped_warning(self, sizes: np.ndarray, dropped: np.ndarray, budget: int) -> str:
+        """What the size rule costs: the clusters it leaves without a pick."""
+        return (f"typiclust: {int(dropped.sum())} of {int((sizes > 0).sum())} K-means clusters "
+                f"({int(sizes[dropped].sum())} of {int(sizes.sum())} samples) have <= "
+                f"min_cluster_size={self.min_cluster_size} samples and get no pick while larger "
+                f"clusters remain; their picks go to second picks of the largest clusters "
+                f"(B={budget}). Set min_cluster_size=0 to give every cluster a pick.")
+
     def _pick(self, X: np.ndarray, labels: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
               budget: int, seed: int, on_device: torch.Tensor | None = None,
               ) -> tuple[np.ndarray, int | None, int]:
-        """The picks; when the usable clusters ran out (or None); how many were subsampled.
+        """The picks; when the usable clusters ran out (or None); how many were subsampled."""
+        return typical_picks(X, labels, sizes, usable, budget, k_neighbors=self.k_neighbors,
+                             squared=self.distance == "squared",
+                             typicality_subset=self.typicality_subset,
+                             rng=np.random.default_rng(seed), on_device=on_device)
 
-        ``on_device``: X's copy on the GPU; each pick then gathers its cluster's rows there
-        and only the cluster's kNN distances come back.
-        """
-        # Members of every cluster, as index arrays (one stable sort, no loop over samples).
-        order = np.argsort(labels, kind="stable")
-        members = np.split(order, np.cumsum(sizes)[:-1])
-        remaining = sizes.copy()
-        picks_per_cluster = np.zeros(sizes.size, dtype=np.int64)
-        available = np.ones(len(X), dtype=bool)
-        selected = np.empty(budget, dtype=np.int64)
-        fallback_at = None
-        rng = np.random.default_rng(seed)
-        subsampled = 0
-        for t in range(budget):
-            eligible = usable & (remaining > 0)
-            if not eligible.any():
-                if fallback_at is None:
-                    fallback_at = t
-                    log.info("typiclust: all %d usable clusters exhausted after %d picks; "
-                             "using clusters of <= %d samples", int(usable.sum()), t,
-                             self.min_cluster_size)
-                eligible = remaining > 0
-            candidates = np.flatnonzero(eligible)
-            # Fewest picks first, then the largest cluster, then the lowest id.
-            best = np.lexsort((candidates, -sizes[candidates], picks_per_cluster[candidates]))[0]
-            cluster = int(candidates[best])
-            idx = members[cluster]
-            idx = idx[available[idx]]
-            if self.typicality_subset is not None and idx.size > self.typicality_subset:
-                idx = np.sort(rng.choice(idx, size=self.typicality_subset, replace=False))
-                subsampled += 1
-            if idx.size == 1:
-                pick = int(idx[0])
-            else:
-                k = max(1, min(self.k_neighbors, idx.size // 2))
-                if on_device is None:
-                    rows = X[idx]
-                else:
-                    rows = on_device[torch.from_numpy(idx).to(on_device.device)]
-                typicality = knn_density(rows, k, squared=self.distance == "squared",
-                                         device=None if on_device is None else on_device.device)
-                pick = int(idx[np.argmax(typicality)])
-            selected[t] = pick
-            available[pick] = False
-            remaining[cluster] -= 1
-            picks_per_cluster[cluster] += 1
-        return selected, fallback_at, subsampled
+
+def typical_picks(X: np.ndarray, labels: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
+                  size: int, *, k_neighbors: int, squared: bool,
+                  labelled: np.ndarray | None = None, typicality_subset: int | None = None,
+                  rng: np.random.Generator | None = None,
+                  on_device: torch.Tensor | None = None) -> tuple[np.ndarray, int | None, int]:
+    """TypiClust's pick loop: ``size`` typical samples of the least-covered clusters.
+
+    Each pick takes, among the ``usable`` clusters with an unlabelled, unpicked sample (all
+    such clusters once the usable ones run out), the one with the fewest labelled-or-picked
+    samples (ties: the largest, then the lowest id), and from it the sample of highest
+    typicality, 1 / mean (squared, ``squared``) distance to its
+    ``k = min(k_neighbors, m // 2)`` nearest of the cluster's m available samples.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    labels : ndarray of shape (n,)
+        Cluster of every sample; ``sizes`` its counts, ``usable`` the clusters large enough.
+    size : int
+    labelled : ndarray of int, optional
+        Samples already labelled: they cover their clusters and are never picked.
+    typicality_subset : int, optional
+        Compute a pick's typicality among this many of the cluster's samples, drawn from
+        ``rng`` (bounded mode).
+    on_device : Tensor, optional
+        X's copy on a GPU: each pick gathers its cluster's rows there.
+
+    Returns
+    -------
+    picks : ndarray of shape (size,), int64
+    fallback_at : int or None
+        The pick at which the usable clusters ran out.
+    subsampled : int
+        How many picks used ``typicality_subset``.
+    """
+    labelled = np.empty(0, dtype=np.int64) if labelled is None else labelled
+    # Members of every cluster, as index arrays (one stable sort, no loop over samples).
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
+    covered = np.bincount(labels[labelled], minlength=sizes.size)
+    available = np.ones(len(X), dtype=bool)
+    available[labelled] = False
+    remaining = np.bincount(labels[available], minlength=sizes.size)
+    picks = np.empty(size, dtype=np.int64)
+    fallback_at = None
+    subsampled = 0
+    for t in range(size):
+        eligible = usable & (remaining > 0)
+        if not eligible.any():
+            if fallback_at is None:
+                fallback_at = t
+                log.info("typiclust: all %d usable clusters exhausted after %d picks; using "
+                         "the small clusters", int(usable.sum()), t)
+            eligible = remaining > 0
+        candidates = np.flatnonzero(eligible)
+        # Fewest picks first, then the largest cluster, then the lowest id.
+        cluster = int(candidates[np.lexsort((candidates, -sizes[candidates],
+                                             covered[candidates]))[0]])
+        idx = members[cluster][available[members[cluster]]]
+        if typicality_subset is not None and idx.size > typicality_subset:
+            idx = np.sort(rng.choice(idx, size=typicality_subset, replace=False))
+            subsampled += 1
+        picks[t] = _most_typical(X, idx, k_neighbors, squared, on_device)
+        available[picks[t]] = False
+        remaining[cluster] -= 1
+        covered[cluster] += 1
+    return picks, fallback_at, subsampled
+
+
+def _most_typical(X: np.ndarray, idx: np.ndarray, k_neighbors: int, squared: bool,
+                  on_device: torch.Tensor | None) -> int:
+    """The sample of ``idx`` of highest typicality among them (first on ties)."""
+    if idx.size == 1:
+        return int(idx[0])
+    k = max(1, min(k_neighbors, idx.size // 2))
+    rows = X[idx] if on_device is None else on_device[torch.from_numpy(idx).to(on_device.device)]
+    typicality = knn_density(rows, k, squared=squared,
+                             device=None if on_device is None else on_device.device)
+    return int(idx[np.argmax(typicality)])

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import functools
 import logging
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
-from nfpf.baselines._neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils.validation import check_memory
 
-from nfpf.core import device as nfpf_device
+from nfpf.baselines.neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
 from nfpf.core import kernels
 from nfpf.core.memo import Memo
-from nfpf.core.selection import Pool, Selector, select_on_subset
+from nfpf.core.selection import Pool, SubsetSelector, check_param
 
 __all__ = ["USL", "usl_regularizer"]
 
 log = logging.getLogger(__name__)
 
 
-class USL(Selector):
+class USL(SubsetSelector):
     """K-means with B clusters; per cluster the densest sample away from other clusters' picks.
 
     Density is the kNN density ``1 / mean squared distance to the k nearest other samples``
     (squared, as the released code's kNN returns squared distances; see
-    :mod:`nfpf.baselines._neighbors`). Selection is refined for ``n_iters`` rounds: round 0 takes
+    :mod:`nfpf.baselines.neighbors`). Selection is refined for ``n_iters`` rounds: round 0 takes
     each cluster's densest sample; after each round the regulariser
 
         R_new(x) = sum over picks s of other clusters with ||x - s||^2 < horizon_dist
@@ -112,65 +110,35 @@ class USL(Selector):
         memory: Any = None,
         device: str = "auto",
     ):
-        for name, value, low in (("k", k, 1), ("n_iters", n_iters, 1),
-                                 ("kmeans_max_iter", kmeans_max_iter, 1)):
-            if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-        if float(w) < 0:
-            raise ValueError(f"w must be >= 0; got {w!r}.")
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1); got {momentum!r}.")
-        if float(alpha) <= 0:
-            raise ValueError(f"alpha must be > 0; got {alpha!r}.")
-        if horizon_dist is not None and float(horizon_dist) <= 0:
-            raise ValueError(f"horizon_dist must be > 0 or None; got {horizon_dist!r}.")
-        if minibatch_above is not None and int(minibatch_above) < 0:
-            raise ValueError(f"minibatch_above must be >= 0 or None; got {minibatch_above!r}.")
-        if n_init != "auto" and int(n_init) < 1:
-            raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {n_init!r}.")
-        if chunk_size is not None and int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None; got {chunk_size!r}.")
-        self.k = int(k)
-        self.n_iters = int(n_iters)
-        self.w = float(w)
-        self.momentum = float(momentum)
-        self.alpha = float(alpha)
-        self.horizon_dist = None if horizon_dist is None else float(horizon_dist)
-        self.normalize = bool(normalize)
-        self.minibatch_above = None if minibatch_above is None else int(minibatch_above)
-        self.kmeans_max_iter = int(kmeans_max_iter)
-        self.n_init = n_init if n_init == "auto" else int(n_init)
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.max_candidates = _check_max_candidates(max_candidates)
-        check_memory(memory)  # a directory, a joblib.Memory or None
+        self.k = k
+        self.n_iters = n_iters
+        self.w = w
+        self.momentum = momentum
+        self.alpha = alpha
+        self.horizon_dist = horizon_dist
+        self.normalize = normalize
+        self.minibatch_above = minibatch_above
+        self.kmeans_max_iter = kmeans_max_iter
+        self.n_init = n_init
+        self.chunk_size = chunk_size
+        self.max_candidates = max_candidates
         self.memory = memory
-        self.device = nfpf_device.check_device(device)
+        self.device = device
+        self.check_params()
 
-    def _cluster(self, X: np.ndarray, budget: int, seed: int,
-                 gpu: torch.device | None = None) -> np.ndarray:
-        if budget == 1:
-            return np.zeros(len(X), dtype=np.int64)
-        if gpu is not None:
-            km = kernels.kmeans(X, budget, n_init=1 if self.n_init == "auto" else self.n_init,
-                                max_iter=self.kmeans_max_iter, seed=seed, device=gpu)
-            return km.labels.cpu().numpy()
-        if self.minibatch_above is not None and budget > self.minibatch_above:
-            km = MiniBatchKMeans(n_clusters=budget, n_init=self.n_init, random_state=seed,
-                                 max_iter=self.kmeans_max_iter, batch_size=max(1024, 3 * budget))
-        else:
-            km = KMeans(n_clusters=budget, n_init=self.n_init, max_iter=self.kmeans_max_iter,
-                        random_state=seed)
-        return km.fit_predict(X).astype(np.int64)
-
-    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        gpu = nfpf_device.compute_device(self.device)
-        with nfpf_device.gpu_memory_guard("usl", "selector.chunk_size"):
-            picks, size = select_on_subset(pool, budget, seed, self.max_candidates, "usl",
-                                           functools.partial(self._select_all, gpu=gpu))
-        self.info_["candidate_subset"] = size
-        if gpu is not None:
-            self.info_["device"] = str(gpu)
-        return picks
+    def check_params(self) -> None:
+        super().check_params()
+        for name in ("k", "n_iters", "kmeans_max_iter"):
+            check_param(name, getattr(self, name), low=1)
+        check_param("w", self.w, Real, low=0)
+        check_param("momentum", self.momentum, Real, low=0, high=1, closed="left")
+        check_param("alpha", self.alpha, Real, low=0, closed="neither")
+        check_param("horizon_dist", self.horizon_dist, Real, low=0, closed="neither",
+                    also=(None,), hint=" (None: no horizon)")
+        check_param("minibatch_above", self.minibatch_above, low=0, also=(None,))
+        check_param("n_init", self.n_init, low=1, also=("auto",))
+        check_param("chunk_size", self.chunk_size, low=1, also=(None,))
+        check_memory(self.memory)  # a directory, a joblib.Memory or None
 
     def _select_all(self, pool: Pool, budget: int, seed: int,
                     gpu: torch.device | None = None) -> np.ndarray:
@@ -187,7 +155,9 @@ class USL(Selector):
                              params=dict(k=k, squared=True, chunk_size=self.chunk_size,
                                          device=None if gpu is None else str(gpu)))
                    if k >= 1 else np.ones(n))
-        labels = self._cluster(X, budget, seed, gpu)
+        labels = kernels.kmeans_labels(X, budget, seed, n_init=self.n_init,
+                                       max_iter=self.kmeans_max_iter,
+                                       minibatch_above=self.minibatch_above, device=gpu)
         X_regularizer = X if gpu is None else torch.from_numpy(X).to(gpu)  # moved once
         self.cluster_labels_ = labels
         regularizer = np.zeros(n)
@@ -257,7 +227,6 @@ def usl_regularizer(
     Xt = X if isinstance(X, torch.Tensor) else torch.from_numpy(as_float_array(X))
     device = Xt.device
     S = Xt[torch.as_tensor(np.asarray(selected, dtype=np.int64), device=device)]
-    s_sq = (S * S).sum(dim=1)
     s_lab = torch.from_numpy(labels[selected]).to(device)
     lab = torch.from_numpy(labels).to(device)
     n = Xt.shape[0]
@@ -265,7 +234,7 @@ def usl_regularizer(
     out = torch.empty(n, dtype=torch.float64, device=device)
     for start in range(0, n, chunk):
         rows = Xt[start:start + chunk]
-        d = (rows * rows).sum(dim=1)[:, None] - 2.0 * rows @ S.T + s_sq[None, :]
+        d = kernels.center_distances(rows, S, squared=True, batch_size=len(rows), dtype=None)
         d.clamp_min_(1e-12)
         ignore = lab[start:start + chunk, None] == s_lab[None, :]
         if horizon_dist is not None:
@@ -273,12 +242,3 @@ def usl_regularizer(
         term = d.pow_(-alpha).masked_fill_(ignore, 0.0)
         out[start:start + chunk] = term.sum(dim=1, dtype=torch.float64)
     return out.cpu().numpy()
-
-
-def _check_max_candidates(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-        raise ValueError(f"max_candidates must be a positive integer or None (never "
-                         f"subsample); got {value!r}.")
-    return int(value)

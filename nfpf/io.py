@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +26,13 @@ __all__ = [
     "hash_bytes",
     "json_default",
     "read_json",
+    "remove_stale_temporaries",
     "write_json_atomic",
     "write_npy_atomic",
 ]
 
+#: Random bytes in a temporary file's name (hex-encoded: twice as many characters).
+_TOKEN_BYTES = 6
 #: Environment variable for the cache root (unpacked archives, decoded images, selections).
 CACHE_DIR_ENV = "NFPF_CACHE_DIR"
 
@@ -47,7 +51,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: it creates files 0600 whatever the umask, and results and caches
     # on a shared disk must be readable by the umask's choice of users, like any other file.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -58,6 +62,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left in ``directory`` (not below it)
+    when its process was killed mid-write, and return their paths.
+
+    Call it only while no other process writes into ``directory`` (a run holds its lock):
+    a live writer's temporary file looks the same.
+    """
+    pattern = re.compile(rf"\..+\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
+    stale = [path for path in Path(directory).glob(".*.tmp") if pattern.fullmatch(path.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def json_default(obj: Any) -> Any:

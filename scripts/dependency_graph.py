@@ -157,8 +157,7 @@ def mermaid() -> str:
     """The layer graph as a Mermaid flowchart (GitHub renders it)."""
     lines = ["```mermaid", "flowchart BT"]
     lines += [f"    {layer}[{layer}]" for layer in ORDER]
-    for (a, b), pairs in sorted(layer_edges().items()):
-        lines.append(f"    {a} --> {b}")
+    lines += [f"    {a} --> {b}" for a, b in sorted(layer_edges())]
     lines.append("```")
     return "\n".join(lines)
 

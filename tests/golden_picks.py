@@ -3,12 +3,14 @@
 The picks of every selector (the unsupervised ones of ``conf/selector/``, their ablation
 variants on digits, and the supervised AL strategies of ``conf/selector/al/``) on digits,
 COIL20 and USPS, 2 seeds x 2 budgets, on raw pixels. They were recorded before the package
-was reorganised into layers; ``tests/test_golden_picks.py`` checks that every pick is still
-the same.
+was reorganised into layers (``python -m tests.golden_picks``, in a fresh process with
+``OMP_NUM_THREADS=2`` on 2 cores); ``tests/test_golden_picks.py`` recomputes them the same
+way and checks that every pick is still the same.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -69,6 +71,16 @@ def compute(datasets=DATASETS, names=None) -> dict[str, list[int]]:
     return out
 
 
+def main(argv: list[str] | None = None) -> None:
+    """Record the fixture, or (``--out``) write the picks of ``--datasets`` elsewhere."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=FIXTURE)
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=DATASETS)
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    chosen = {name: DATASETS[name] for name in args.datasets}
+    args.out.write_text(json.dumps(compute(chosen), indent=0, sort_keys=True) + "\n")
+
+
 if __name__ == "__main__":
-    FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps(compute(), indent=0, sort_keys=True) + "\n")
+    main()

@@ -246,8 +246,9 @@ def test_coreset_al_equals_an_all_pairs_kcenter():
 # ----------------------------------------------------------------------------- TypiClust
 
 def test_typiclust_al_without_labels_is_the_one_shot_typiclust(digits):
-    from nfpf.baselines.typiclust import TypiClust
     from sklearn.preprocessing import normalize
+
+    from nfpf.baselines.typiclust import TypiClust
 
     X, _ = digits
     al = TypiClustAL()
@@ -316,7 +317,7 @@ def test_one_labelled_class_falls_back_to_random_for_that_round():
 
 @pytest.mark.parametrize("options,budget,match", [
     ({"init_size": 10}, 10, r"init_size=10 leaves nothing to query"),
-    ({"rounds": 0}, 10, r"rounds must be a whole number >= 1"),
+    ({"rounds": 0}, 10, r"rounds must be an integer >= 1"),
     ({"rounds": 11}, 10, r"rounds=11 is too many for budget=10"),
     ({"init_size": 5, "rounds": 6}, 10, r"rounds=6 is more than the 5 samples left"),
 ])

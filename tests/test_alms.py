@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nfpf.baselines.alms import ALMS, ALMSModule, alms_scores, frequent_directions, noisy_copies
 
+from nfpf.baselines.alms import ALMS, ALMSModule, alms_scores, frequent_directions, noisy_copies
 from nfpf.core.selection import Pool
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "selector" / "alms.yaml"

@@ -10,7 +10,9 @@ import stat
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 import nfpf
 from nfpf.app.select_images import SelectError, select_images
@@ -164,3 +166,53 @@ def test_seed_is_checked_by_the_base_class_for_a_user_selector():
     with pytest.raises(ValueError, match=r"^seed must be"):
         _Counting().select(np.zeros((5, 2)), 2, seed=-3)
     assert _Counting().select(np.zeros((5, 2)), 2, seed=3.0).tolist() == [0, 1]
+
+
+SELECTOR_FILES = sorted(str(p.relative_to(CONFIG_DIR / "selector").with_suffix(""))
+                        for p in (CONFIG_DIR / "selector").rglob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema")
+def test_load_selector_config_equals_the_selector_node_of_a_run_config():
+    # the route of nfpf-run: the whole run config, with no trainer group so that the
+    # selectors' ``${oc.select:trainer,null}`` resolves as it does outside a run
+    assert {"nfpf", "ablation/nfpf_mse", "al/badge"} <= set(SELECTOR_FILES)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name in SELECTOR_FILES:
+            run_config = compose("config", overrides=[f"selector={name}", "~trainer"])
+            expected = OmegaConf.to_container(run_config.selector, resolve=True)
+            assert OmegaConf.to_container(load_selector_config(name)) == expected, name
+
+
+def test_an_ablation_selector_is_its_parent_file_with_its_own_keys_on_top():
+    # a hand-made merge of the two YAML files, without Hydra
+    parent = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "selector" / "nfpf.yaml"))
+    assert parent["score"] == "pearson"
+    assert OmegaConf.to_container(load_selector_config("ablation/nfpf_mse")) == \
+        {**parent, "score": "mse"}
+
+
+def test_selector_references_to_the_run_resolve_to_null_outside_a_run():
+    assert load_selector_config("dual")["trainer"] is None
+    assert load_selector_config("alms")["trainer"] is None
+
+
+@pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema")
+def test_make_selector_inside_a_running_hydra_app_leaves_its_hydra_alone():
+    # nfpf-run's jobs build selectors (an AL strategy's initial set) while Hydra holds
+    # the process-wide GlobalHydra
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        running = GlobalHydra.instance().hydra
+        assert make_selector("kmeans").get_params()["n_init"] == \
+            load_selector_config("kmeans")["n_init"]
+        assert load_selector_config("dual")["trainer"] is None
+        assert GlobalHydra.instance().hydra is running
+        assert compose("config", overrides=["selector=dual"]).selector.trainer.accelerator \
+            == "cpu"
+    assert not GlobalHydra.instance().is_initialized()
+
+
+def test_load_selector_config_names_the_known_selectors_for_an_unknown_one():
+    with pytest.raises(ValueError, match=r"^Unknown selector 'nfpff'\. Known selectors: .*nfpf"):
+        load_selector_config("nfpff")

@@ -32,6 +32,15 @@ def nfpf_run(*args: str, out: Path, **env: str) -> subprocess.CompletedProcess:
         cwd=out.parent, env=_env(**env), capture_output=True, text=True, timeout=600)
 
 
+def start_slow_sweep(out: Path, seeds: str, stderr: int) -> subprocess.Popen:
+    """A quickstart sweep of slow random-selection runs, in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nfpf.cli.run", "selector=random", seeds, "budget_per_class=1",
+         *SLOW_RUN, f"paths.output_dir={out}"],
+        cwd=out.parent, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        start_new_session=True)
+
+
 def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
@@ -39,6 +48,7 @@ def _lines(text: str) -> list[str]:
 # ----------------------------------------------------------------------------- exit status
 
 
+@pytest.mark.slow
 def test_sweep_with_a_failed_run_exits_1_after_its_report(tmp_path):
     out = tmp_path / "out"
     proc = nfpf_run("selector=random", "seed=0,-1", "budget_per_class=1",
@@ -49,6 +59,7 @@ def test_sweep_with_a_failed_run_exits_1_after_its_report(tmp_path):
     assert "Report:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_quiet_sweep_exits_0_and_prints_progress_table_and_report_only(tmp_path):
     out = tmp_path / "out"
     # the quickstart's joblib launcher: 2 worker processes
@@ -74,6 +85,7 @@ def test_quiet_sweep_exits_0_and_prints_progress_table_and_report_only(tmp_path)
     (["budget=10", "selector=typiclust", "+selector.distanse=2"], "unknown option 'distanse'"),
     (["budget=10", "selector=nope"], "Could not find 'selector/nope'"),
 ])
+@pytest.mark.slow
 def test_user_errors_are_short_without_traceback_and_exit_2(tmp_path, overrides, key):
     proc = nfpf_run("experiment=single", *overrides, out=tmp_path / "out")
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -83,19 +95,17 @@ def test_user_errors_are_short_without_traceback_and_exit_2(tmp_path, overrides,
         assert len(_lines(proc.stderr)) <= 2, proc.stderr
 
 
+@pytest.mark.slow
 def test_debug_keeps_the_traceback(tmp_path):
     proc = nfpf_run("--debug", "experiment=single", "budget=0", out=tmp_path / "out")
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "budget must be at least 1" in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1,2",
-         "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, start_new_session=True)
+    proc = start_slow_sweep(out, "seed=0,1,2", stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: len(_busy_run_logs(out)) >= 1, proc)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
@@ -110,13 +120,10 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 # ----------------------------------------------------------------------------- processes
 
 
+@pytest.mark.slow
 def test_workers_exit_when_nfpf_run_is_killed(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1",
-         "budget_per_class=1", *SLOW_RUN, f"paths.output_dir={out}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    proc = start_slow_sweep(out, "seed=0,1", stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: len(_busy_run_logs(out)) == 2, proc)  # both workers in a run
         workers = _children(proc.pid)
@@ -131,6 +138,7 @@ def test_workers_exit_when_nfpf_run_is_killed(tmp_path):
         _kill_group(proc)
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_output_directory_compute_each_run_once(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "nfpf.cli.run", "selector=random", "seed=0,1,2",

@@ -279,9 +279,16 @@ def test_cifar10_jpg(cifar_subset_root, tmp_path, monkeypatch):
 
     # the archives' full contents: 5,000 train and 1,000 test images per class (README)
     tree = unpack_archives(cifar_subset_root / "cifar10_jpg", cache, progress=False)
-    _, pool_y, classes = list_image_tree(tree / "train")
+    pool_files, pool_y, classes = list_image_tree(tree / "train")
     _, test_y, _ = list_image_tree(tree / "test", classes)
     assert np.all(np.bincount(pool_y) == 5000) and np.all(np.bincount(test_y) == 1000)
+
+    # the pixels are plain Pillow's full decode of the same JPEGs (no orientation, alpha or
+    # reduced-scale step applies to these files)
+    kept = subsample_per_class(pool_y, 100, 0)
+    plain = np.stack([np.asarray(Image.open(pool_files[i]).convert("RGB")) for i in kept])
+    np.testing.assert_array_equal(ds.pool_images,
+                                  plain.transpose(0, 3, 1, 2).astype(np.float32) / 255)
 
     # a second load neither unpacks nor decodes again
     def forbidden(*args, **kwargs):

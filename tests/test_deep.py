@@ -28,16 +28,12 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from nfpf.deep import WeightsNotFoundError
+from nfpf.deep.augment import color_jitter, random_crop_flip, random_resized_crop_flip
 from nfpf.deep.backbones import SmallCNN, resnet18_backbone
-from nfpf.deep.common import (
-    color_jitter,
-    random_crop_flip,
-    random_resized_crop_flip,
-    resolve_weights,
-)
 from nfpf.deep.pretrained import PretrainedFeatures
 from nfpf.deep.resnet import ResNetClassifier
 from nfpf.deep.simclr import SimCLRFeatures, nt_xent
+from nfpf.deep.weights import resolve_weights
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
@@ -107,6 +103,7 @@ SIMCLR_TEST = {"backbone": "small_cnn", "width": 32, "stem_stride": 2, "epochs":
                "batch_size": 256, "lr": 1e-3, "temperature": 0.1, "normalize": None}
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_simclr_beats_raw_pixels_and_random_weights(cifar_small):
     pool_x, pool_y, test_x, test_y = cifar_small
@@ -440,6 +437,7 @@ def test_distributed_helpers_on_one_process():
     assert [per_device_batch(128, w) for w in (1, 2, 3, 256)] == [128, 64, 43, 1]
 
 
+@pytest.mark.slow
 def test_resnet18_ddp_two_processes(monkeypatch):
     x, y = _digits_images()
     train, test = slice(0, 150), slice(1000, 1101)  # 101 test images: the shards are padded
@@ -477,6 +475,7 @@ def retry_one_worker_crash(fit):
         return fit()
 
 
+@pytest.mark.slow
 def test_simclr_ddp_two_processes():
     x, _ = _digits_images()
     kwargs = dict(epochs=2, batch_size=64, seed=0)
@@ -527,6 +526,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_gathered_nt_xent_gradient_equals_one_process(tmp_path):
     gen = torch.Generator().manual_seed(1)
     z1, z2 = torch.randn(8, 6, generator=gen), torch.randn(8, 6, generator=gen)
@@ -556,6 +556,7 @@ def _broadcast_buffers_worker(rank: int, port: int, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_broadcast_buffers_gives_every_rank_rank0s_statistics(tmp_path):
     out = tmp_path / "buffers"
     torch.multiprocessing.spawn(_broadcast_buffers_worker, args=(_free_port(), str(out)),
@@ -590,6 +591,7 @@ def test_pipeline_refuses_strategies_that_relaunch_the_command(tmp_path):
         check_in_process_strategy({"strategy": "fsdp", "devices": -1}, "features")
 
 
+@pytest.mark.slow
 def test_ddp_sweep_under_joblib_workers(tmp_path):
     """trainer=ddp in a sweep whose jobs run in joblib (loky) workers: 2 runs at once, each
     training on 2 CPU processes; rank 0's per-epoch lines reach the run's log file."""
@@ -638,6 +640,7 @@ def _break_fd_sharing(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NFPF_TEST_BREAK_FD_SHARING", "1")
 
 
+@pytest.mark.slow
 def test_ddp_spawn_does_not_depend_on_fd_passing_of_tensors(tmp_path, monkeypatch):
     """Where passing CPU tensors by file descriptor is broken (the spawned worker died in
     ``rebuild_storage_fd`` on a real GPU machine), the ResNet-18 and SimCLR fits under
@@ -706,6 +709,7 @@ def test_simclr_weights_saved_in_parts_give_the_same_embedding_on_every_load(tmp
         SimCLRFeatures(weights=tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_cifar10_deep_quick_end_to_end(data_root, tmp_path):
     """experiment=cifar10_deep_quick on a subset (20 images per class): SimCLR on the pool,
     4 selectors on its embedding, ResNet-18 on the picks' images and the linear probe on
@@ -731,6 +735,7 @@ def test_cifar10_deep_quick_end_to_end(data_root, tmp_path):
     assert (tmp_path / "multirun" / "cifar10_deep_quick" / "report" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_cifar10_deep_device_script_continues_across_calls(data_root, tmp_path):
     """Two chained calls of the device script (CPU settings, a tiny sweep): the first
     trains SimCLR, saves it in parts and runs the sweep; the second, given what came back,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nfpf.baselines.dual import DUAL, DUALModule, dual_scores
 
+from nfpf.baselines.dual import DUAL, DUALModule, dual_scores
 from nfpf.core.selection import Pool
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "selector" / "dual.yaml"
@@ -75,7 +75,7 @@ def test_training_loss_decreases_and_diagonal_stays_zero():
 
     module = DUALModule(20, 6, (8,), 3, 2, 1.0, 1.0, 1e-2, 1e-2,
                         torch.Generator().manual_seed(0))
-    from nfpf.baselines._autoencoder import fit_full_batch
+    from nfpf.baselines.autoencoder import fit_full_batch
     fit_full_batch(module, [torch.from_numpy(X[:20])], "joint", 5)
     assert torch.count_nonzero(torch.diagonal(module.coef)) == 0
     assert torch.count_nonzero(module.coef) > 0

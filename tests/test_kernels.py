@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nfpf.baselines.simple import nearest_distinct as cpu_nearest_distinct
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.neighbors import NearestNeighbors
 
 from nfpf.core import kernels
+from nfpf.core.kernels import nearest_distinct_exact as cpu_nearest_distinct
 
 
 def blobs(n: int = 1500, d: int = 6, k: int = 8, seed: int = 0) -> np.ndarray:
@@ -180,3 +181,28 @@ def test_kmeans_rejects_bad_arguments(bad):
     kwargs = dict(n_clusters=3, n_init=1) | bad
     with pytest.raises(ValueError, match=r"n_clusters|n_init"):
         kernels.kmeans(np.zeros((10, 2), dtype=np.float32), **kwargs)
+
+
+def test_sq_distances_to_matches_cdist_in_the_norms_precision():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(103, 5)).astype(np.float32)
+    Xt = torch.from_numpy(X)
+    got = kernels.sq_distances_to(Xt, (Xt * Xt).sum(dim=1), Xt[7], chunk=10)
+    np.testing.assert_allclose(got.numpy(), cdist(X, X[7:8], "sqeuclidean")[:, 0], atol=1e-4)
+    assert got[7] == 0.0 and got.dtype == torch.float32
+    norms64 = torch.from_numpy(np.einsum("ij,ij->i", X, X).astype(np.float64))
+    assert kernels.sq_distances_to(Xt, norms64, Xt[7], chunk=10).dtype == torch.float64
+
+
+def test_kmeans_labels_follow_scikit_learn_and_auto_is_one_restart():
+    X = blobs(300)
+    expected = SkKMeans(4, n_init="auto", random_state=3).fit_predict(X)
+    assert kernels.kmeans_labels(X, 4, 3).tolist() == expected.tolist()
+    assert kernels.kmeans_labels(X, 1, 3).tolist() == [0] * 300
+    auto = kernels.kmeans(X, 4, n_init="auto", seed=3)
+    one = kernels.kmeans(X, 4, n_init=1, seed=3)
+    assert torch.equal(auto.labels, one.labels)
+    assert kernels.kmeans_labels(X, 4, 3, device="cpu").tolist() == auto.labels.tolist()
+    mini = MiniBatchKMeans(4, batch_size=50, n_init="auto", random_state=3).fit_predict(X)
+    got = kernels.kmeans_labels(X, 4, 3, minibatch_above=3, batch_size=50)
+    assert got.tolist() == mini.tolist()

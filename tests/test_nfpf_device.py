@@ -19,7 +19,8 @@ from nfpf.core import kernels
 from nfpf.core.device import GpuMemoryError
 from nfpf.core.selection import Pool
 from nfpf.method.plus import NFPFPlus
-from nfpf.method.progressive import NFPF, pca_features
+from nfpf.method.progressive import NFPF
+from nfpf.method.seeding import pca_features
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,8 @@ def test_gpu_path_picks_equal_cpu_picks_without_kmeans(digits_pool, monkeypatch,
     import nfpf.method.progressive
 
     copies = []
-    to_device = nfpf.method.progressive._device_rows
-    monkeypatch.setattr(nfpf.method.progressive, "_device_rows",
+    to_device = nfpf.method.progressive.device_rows
+    monkeypatch.setattr(nfpf.method.progressive, "device_rows",
                         lambda *args: copies.append(args[1]) or to_device(*args))
 
     def make(device):

@@ -1,4 +1,4 @@
-"""The NFPF selector (methods.md 1.2-1.5, 1.7): budgets, determinism, seeding rules
+"""The NFPF selector: budgets, determinism, seeding rules
 against brute force, behaviour on clusters + outliers, quirks, configs and bad input."""
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def test_nan_and_constant_pools():
 def test_streamed_pca_equals_sklearn_pca():
     from sklearn.decomposition import PCA
 
-    from nfpf.method.progressive import pca_features
+    from nfpf.method.seeding import pca_features
 
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(500, 30)) @ rng.normal(size=(30, 30)) + 3.0).astype(np.float32)
@@ -388,6 +388,30 @@ def test_memory_misses_when_seed_data_or_parameters_change(tmp_path):
 def test_bad_memory_is_rejected():
     with pytest.raises(ValueError, match="memory"):
         NFPF(memory=3)
+
+
+EXECUTION = ("dtype", "batch_size", "progress", "stream", "n_jobs", "memory", "device")
+
+
+def test_execution_knobs_are_keyword_only_and_validated_together():
+    params = inspect.signature(NFPF.__init__).parameters
+    keyword_only = [name for name, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    assert keyword_only == list(EXECUTION)
+    assert NFPF().get_params()["device"] == "auto"  # flat, as every selector's
+    for bad, match in [({"stream": "sometimes"}, "stream"), ({"batch_size": 0}, "batch_size"),
+                       ({"n_jobs": 0}, "n_jobs"), ({"device": "tpu"}, "device"),
+                       ({"dtype": "float16"}, "dtype")]:
+        with pytest.raises(ValueError, match=match):
+            NFPF(**bad)
+
+
+def test_execution_knobs_set_after_construction_are_checked_before_any_work(blobs):
+    pool, _ = blobs
+    sel = NFPF(**FAST)
+    sel.memory = 3  # as nfpf-run sets memory after building the selector
+    with pytest.raises(ValueError, match="memory"):
+        sel.select(pool, 10, seed=0)
+    assert not hasattr(sel, "seeds_")
 
 
 def test_sflm_input_features_reconstructs_the_embedding():

@@ -107,6 +107,25 @@ def test_reduces_to_nfpf_progressive_step():
     assert not np.array_equal(NFPFPlus(**kw).select(pool, 30, seed=0), b)
 
 
+def test_reference_normalised_per_round_by_default():
+    """NFPF+ normalises the reference error over each round's candidates (None and the
+    default mean it), unlike NFPF's non-faithful default (once over the pool); with the
+    same normalisation and every NFPF+ option off the two give the same picks."""
+    X, _ = blobs(d=12, spread=0.2)
+    pool = make_pool(X)
+    kw = dict(candidate_pool=60, seeding="kmeans_center", seed_features="pixels", **FAST)
+    off = dict(rd_space="pixels", balance="none", typicality_weight=0.0)
+    default = NFPFPlus(**off, **kw).select(pool, 40, seed=0)
+    np.testing.assert_array_equal(
+        default, NFPFPlus(**off, ref_normalisation=None, **kw).select(pool, 40, seed=0))
+    for normalisation in ("candidates", "pool"):
+        np.testing.assert_array_equal(
+            NFPFPlus(**off, ref_normalisation=normalisation, **kw).select(pool, 40, seed=0),
+            NFPF(ref_normalisation=normalisation, **kw).select(pool, 40, seed=0))
+    np.testing.assert_array_equal(
+        default, NFPF(ref_normalisation="candidates", **kw).select(pool, 40, seed=0))
+
+
 def test_ensemble_of_references_is_mean_of_normalised_errors():
     X, _ = blobs(d=12, spread=0.2)
     sel = NFPFPlus(n_references=3, **FAST)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nfpf.baselines.coreset import Coreset
-from nfpf.baselines.probcover import ProbCover, delta_ball_graph
-from nfpf.baselines.typiclust import TypiClust
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+
+from nfpf.baselines.coreset import Coreset
+from nfpf.baselines.probcover import ProbCover, delta_ball_graph
+from nfpf.baselines.typiclust import TypiClust
 
 skactiveml_pool = pytest.importorskip(
     "skactiveml.pool", reason="scikit-activeml is not installed (pip install -e '.[peers]')")

@@ -38,6 +38,7 @@ def compose_run(*overrides: str):
 NAMES = RunNames("test", "digits", "raw", "coreset", "linear_svc")
 
 
+@pytest.mark.slow
 def test_multirun_2x2_writes_4_results_and_a_report(tmp_path):
     out = tmp_path / "out"
     proc = nfpf_run("selector=random,coreset", "seed=0,1", "budget_per_class=2", out=out)
@@ -58,6 +59,7 @@ def test_multirun_2x2_writes_4_results_and_a_report(tmp_path):
     assert "sweep progress: 4/4" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_sweep_killed_and_rerun_finishes_without_duplicates(tmp_path):
     out = tmp_path / "out"
     sweep = out / "multirun" / "quickstart"
@@ -86,6 +88,7 @@ def test_sweep_killed_and_rerun_finishes_without_duplicates(tmp_path):
     assert not list(sweep.rglob("failed.json"))
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_sweep_goes_on(tmp_path):
     out = tmp_path / "out"
     # budget 2000 > digits pool (1257): the coreset run fails, the other budget runs; the
@@ -149,8 +152,9 @@ def test_sweep_validation_keeps_one_job_per_group_combination():
 def test_hydra_sweeper_validates_one_job_per_group_combination():
     from types import SimpleNamespace
 
-    import nfpf.cli.run  # noqa: F401  (installs the validation)
     from hydra.core.plugins import Plugins
+
+    import nfpf.cli.run  # noqa: F401  (installs the validation)
 
     composed = []
 
@@ -249,6 +253,7 @@ def test_labels_never_reach_the_selector(tmp_path, monkeypatch):
     assert not any("label" in name for name in vars(pool))
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_the_accuracy(tmp_path):
     out = tmp_path / "out"
     nfpf_run("experiment=single", "selector=kmeans", "logger=wandb", out=out)

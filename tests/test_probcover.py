@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import nfpf.baselines.probcover as pc
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from nfpf.baselines.probcover import ProbCover, delta_ball_graph, greedy_max_coverage, purity_delta
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
+import nfpf.baselines.probcover as pc
+from nfpf.baselines.probcover import ProbCover, delta_ball_graph, greedy_max_coverage, purity_delta
 from nfpf.core.selection import Pool
 
 

@@ -5,6 +5,7 @@ the report, the three table formats, the self-contained HTML page, figures and W
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import statistics
 import subprocess
@@ -357,6 +358,48 @@ def test_figures_are_drawn_and_not_blank(report):
         image = mpimg.imread(path)
         assert image.shape[0] > 100 and image.shape[1] > 100
         assert image[..., :3].std() > 0.02, path
+
+
+def _file_bytes(out: Path) -> dict[str, bytes]:
+    """Every file below ``out`` by relative path, the page's generation time blanked."""
+    files = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "index.html":
+            data = re.sub(rb"generated [0-9T:-]+", b"generated -", data)
+        files[path.relative_to(out).as_posix()] = data
+    return files
+
+
+def test_renderers_read_only_the_computed_report(sweep, tmp_path):
+    # build_report = compute once, then one renderer per format; the renderers must not go
+    # back to the runs: with the run directories deleted after compute_report they write
+    # the very same files (bytes) as build_report.
+    from nfpf.report.content import compute_report
+    from nfpf.report.csv_files import write_csv
+    from nfpf.report.figure_files import draw_figures
+    from nfpf.report.latex import write_latex
+    from nfpf.report.markdown import summary_text, write_markdown
+    from nfpf.report.webpage import write_html
+
+    runs = tmp_path / "runs"
+    shutil.copytree(sweep, runs)
+    built = build_report(runs, tmp_path / "built", reference="nfpf")
+    content = compute_report(runs, reference="nfpf")
+    shutil.rmtree(runs)
+    out = tmp_path / "rendered"
+    out.mkdir()
+    csvs = write_csv(content, out)
+    write_latex(content, out)
+    figures = draw_figures(content, out / "figures")
+    write_markdown(content, figures, out)
+    write_html(content, figures, out)
+    expected = _file_bytes(tmp_path / "built")
+    assert len(expected) > 15 and "figures/embedding_paper_digits_raw.png" in expected
+    assert _file_bytes(out) == expected
+    assert list(csvs) == list(built.tables)
+    assert list(figures.files) == list(built.figures)
+    assert summary_text(content) == built.summary_text
 
 
 # ----------------------------------------------------------------------------- browser, CLI, W&B

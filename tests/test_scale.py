@@ -175,18 +175,23 @@ def test_coreset_chunked_equals_unchunked(blobs):
     np.testing.assert_array_equal(a, ref)
 
 
-def test_kmeans_minibatch_bound_not_reached_is_exact(blobs):
-    from nfpf.baselines.simple import KMeans
+@pytest.mark.parametrize(("target", "option", "bound", "n", "budget"), [
+    ("nfpf.baselines.simple.KMeans", "minibatch_above", 12, 400, 12),  # mini-batch K-means
+    ("nfpf.baselines.ted.TED", "max_candidates", 300, 300, 10),  # candidate subset
+])
+def test_bound_not_reached_is_exact(blobs, target, option, bound, n, budget):
+    from hydra.utils import get_class
 
-    X = blobs[0][:400]
-    a = KMeans(minibatch_above=None).select(X, 12, seed=0)
-    b = KMeans(minibatch_above=12).select(X, 12, seed=0)
-    np.testing.assert_array_equal(a, b)
+    selector = get_class(target)
+    X = blobs[0][:n]
+    exact = selector(**{option: None}).select(X, budget, seed=0)
+    np.testing.assert_array_equal(selector(**{option: bound}).select(X, budget, seed=0), exact)
 
 
 def test_kmeans_fit_subset(blobs):
-    from nfpf.baselines.simple import KMeans
     from sklearn.cluster import KMeans as SkKMeans
+
+    from nfpf.baselines.simple import KMeans
 
     X = blobs[0][:400]
     # not reached: identical to fitting on the whole pool
@@ -208,7 +213,7 @@ def test_kmeans_fit_subset(blobs):
 
 
 def test_knn_chunked_equals_unchunked(blobs):
-    from nfpf.baselines._neighbors import knn_distances
+    from nfpf.baselines.neighbors import knn_distances
 
     X = blobs[0][:300].astype(np.float64)
     a = knn_distances(X, 7)
@@ -219,16 +224,8 @@ def test_knn_chunked_equals_unchunked(blobs):
     np.testing.assert_allclose(a, np.sort(full, 1)[:, :7], rtol=1e-6, atol=1e-9)
 
 
-def test_ted_candidate_subset_not_reached_is_exact(blobs):
-    from nfpf.baselines.ted import TED
-
-    X = blobs[0][:300]
-    a = TED(max_candidates=None).select(X, 10, seed=0)
-    b = TED(max_candidates=300).select(X, 10, seed=0)
-    np.testing.assert_array_equal(a, b)
-
-
 # ------------------------------------------------------------------ DDP (2 processes, gloo)
+@pytest.mark.slow
 def test_sflm_ddp_two_processes_equals_one(blobs):
     from pytorch_lightning.strategies import DDPStrategy
     from torch.utils.data import DataLoader, TensorDataset
@@ -247,6 +244,7 @@ def test_sflm_ddp_two_processes_equals_one(blobs):
 
 
 # ------------------------------------------------------------------ sweeps (submitit local)
+@pytest.mark.slow
 def test_submitit_local_sweep(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cmd = [sys.executable, "-m", "nfpf.cli.run", "experiment=quickstart", "selector=random",
@@ -263,7 +261,7 @@ def test_submitit_local_sweep(tmp_path):
 
 
 def test_typiclust_typicality_subset(blobs):
-    from nfpf.baselines._neighbors import knn_density
+    from nfpf.baselines.neighbors import knn_density
     from nfpf.baselines.typiclust import TypiClust
 
     X = blobs[0][:300]

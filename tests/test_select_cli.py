@@ -23,15 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nfpf.app.folder import decode_image, image_cache_key, scan_folder
-from nfpf.app.select_images import (
-    OUTPUT_FILES,
-    SelectError,
-    label_studio_tasks,
-    pick_scores,
-    select_images,
-)
+from nfpf.app.folder import image_cache_key, scan_folder
+from nfpf.app.options import OUTPUT_FILES
+from nfpf.app.select_images import SelectError, select_images
+from nfpf.app.selection import pick_scores
+from nfpf.app.writers import label_studio_tasks
 from nfpf.core.api import CONFIG_DIR, make_selector
+from nfpf.data.images import decode_image
 from nfpf.features import PCA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +145,7 @@ def first_run(photos, tmp_path_factory):
             "out": work / "picks"}
 
 
+@pytest.mark.slow
 def test_cli_picks_exactly_budget_usable_images_matching_reference(photos, first_run,
                                                                    reference):
     result = first_run["result"]
@@ -212,6 +211,7 @@ def test_cli_contact_sheet_and_input_untouched(photos, first_run):
     assert _tree_state(photos) == first_run["before"]
 
 
+@pytest.mark.slow
 def test_cli_rerun_with_another_budget_hits_the_cache(photos, first_run, reference):
     before = _tree_state(photos)
     result = _run_cli([f"input={photos}", "budget=10", "output=picks_10", "selector=kmeans",
@@ -229,6 +229,7 @@ def test_cli_rerun_with_another_budget_hits_the_cache(photos, first_run, referen
     assert _tree_state(photos) == before
 
 
+@pytest.mark.slow
 def test_cli_errors_before_any_output(photos, tmp_path):
     too_many = _run_cli([f"input={photos}", "budget=1000", "output=picks", "selector=random",
                          "cache=false"], cwd=tmp_path)
@@ -432,7 +433,7 @@ def test_default_selector_nfpf_reports_round_scores(photos, tmp_path):
         pytest.importorskip("nfpf.method.progressive")
         selector, name = {"_target_": "nfpf.method.NFPF", "progress": False}, "nfpf"
     result = select_images(photos, 30, tmp_path / "out", selector=selector, selector_name=name,
-                           image_size=16, mode="L", cache_dir=tmp_path / "cache",
+                           images={"image_size": 16, "mode": "L"}, cache_dir=tmp_path / "cache",
                            n_classes=3, progress=False)
     assert result.summary["method"] == "nfpf"
     rows = _read_csv(tmp_path / "out" / "selection.csv")

@@ -6,21 +6,21 @@
 
 from __future__ import annotations
 
-import nfpf.baselines.probcover
 import numpy as np
 import pytest
 import torch
-from nfpf.baselines._neighbors import knn_density, l2_normalize
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import load_digits, make_blobs
+
+import nfpf.baselines.probcover
+import nfpf.core.device
 from nfpf.baselines.coreset import Coreset
+from nfpf.baselines.neighbors import knn_density, l2_normalize
 from nfpf.baselines.probcover import ProbCover
 from nfpf.baselines.simple import KMeans
 from nfpf.baselines.ted import TED
 from nfpf.baselines.typiclust import TypiClust
 from nfpf.baselines.usl import USL
-from sklearn.cluster import KMeans as SkKMeans
-from sklearn.datasets import load_digits, make_blobs
-
-import nfpf.core.device
 from nfpf.core import kernels
 from nfpf.core.device import GpuMemoryError
 from nfpf.core.selection import Pool
@@ -55,11 +55,15 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
     return len(set(a.tolist()) & set(b.tolist())) / len(a)
 
 
-def cpu_clusters(cls, monkeypatch):
-    """Make the torch path of ``cls`` cluster with the CPU path's K-means."""
-    cluster = cls._cluster
-    monkeypatch.setattr(cls, "_cluster", lambda self, X, k, seed, gpu=None:
-                        cluster(self, X, k, seed))
+def cpu_clusters(monkeypatch):
+    """Make the torch paths cluster with the CPU path's K-means."""
+    labels = kernels.kmeans_labels
+
+    def on_the_cpu(X, n_clusters, seed, device=None, **options):
+        X = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
+        return labels(X, n_clusters, seed, **options)
+
+    monkeypatch.setattr(kernels, "kmeans_labels", on_the_cpu)
 
 
 # ------------------------------------------------------------------ identical arithmetic
@@ -150,7 +154,7 @@ def test_kmeans_torch_path_agreement_above_minibatch(monkeypatch):
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(distance="euclidean", normalize=False)])
 def test_typiclust_torch_path_same_picks_given_the_clusters(kwargs, monkeypatch):
-    cpu_clusters(TypiClust, monkeypatch)
+    cpu_clusters(monkeypatch)
     ref, got, _, _ = both_paths(lambda **kw: TypiClust(**kwargs, **kw), digits(), 100, 0,
                                 monkeypatch)
     assert got.tolist() == ref.tolist()
@@ -158,7 +162,7 @@ def test_typiclust_torch_path_same_picks_given_the_clusters(kwargs, monkeypatch)
 
 @pytest.mark.parametrize("budget", [10, 60])
 def test_usl_torch_path_same_picks_given_the_clusters(budget, monkeypatch):
-    cpu_clusters(USL, monkeypatch)
+    cpu_clusters(monkeypatch)
     ref, got, _, _ = both_paths(lambda **kw: USL(k=20, chunk_size=300, **kw), digits(),
                                 budget, 1, monkeypatch)
     assert got.tolist() == ref.tolist()

@@ -1,4 +1,4 @@
-"""SFLM (methods.md 1.1) and RD scores (1.3): exactness against the authors' released code
+"""SFLM and RD scores: exactness against the authors' released code
 (fixture), scikit-learn Ridge, direct formulas, and streamed vs in-memory fits."""
 
 from __future__ import annotations
@@ -331,6 +331,9 @@ def test_rd_scores_against_direct_formulas():
                                expected - norm, rtol=1e-12)
     np.testing.assert_allclose(rd_scores(mse_error(X, R), e_ref, "mse"),
                                ((X - R) ** 2).mean(1) - e_ref, rtol=1e-12)
+    # a reference error already normalised (over the pool) is used as given
+    np.testing.assert_allclose(rd_scores(expected, e_ref, "pearson", normalise_ref=False),
+                               expected - e_ref, rtol=1e-12)
     # float32 inputs: same scores to float32 precision
     np.testing.assert_allclose(pearson_error(X.astype(np.float32), R.astype(np.float32)),
                                expected, rtol=1e-4, atol=1e-6)
@@ -428,3 +431,26 @@ def test_fit_restores_thread_settings(data):
 def test_bad_n_jobs(n_jobs):
     with pytest.raises(ValueError, match="n_jobs"):
         SFLM(10, n_jobs=n_jobs)
+
+
+def test_row_view_is_read_in_batches_with_the_same_numbers(data):
+    """A FloatRows view (the file-backed pool of NFPF) is fitted and scored batch by batch,
+    never np.asarray-ed whole, with the numbers of the in-memory array."""
+    from nfpf.method.rows import FloatRows
+
+    class CountingRows(FloatRows):
+        def __init__(self, array):
+            super().__init__(array)
+            self.reads = []
+
+        def __getitem__(self, key):
+            out = super().__getitem__(key)
+            self.reads.append(len(out))
+            return out
+
+    rows = CountingRows(data.astype(np.float32))
+    viewed = SFLM(12, random_state=0, batch_size=50, n_jobs=1).fit(rows)
+    plain = SFLM(12, random_state=0, batch_size=50, n_jobs=1).fit(data.astype(np.float32))
+    np.testing.assert_array_equal(viewed.beta_, plain.beta_)
+    np.testing.assert_array_equal(viewed.errors(rows), plain.errors(data.astype(np.float32)))
+    assert max(rows.reads) <= 50 < len(data)

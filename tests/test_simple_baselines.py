@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nfpf.baselines.coreset import Coreset
-from nfpf.baselines.simple import KMeans, Random, nearest_distinct
 from sklearn.cluster import KMeans as SkKMeans
+
+from nfpf.baselines.coreset import Coreset
+from nfpf.baselines.simple import KMeans, Random
+from nfpf.core.kernels import nearest_distinct_exact as nearest_distinct
 
 
 def brute_force_k_center(X: np.ndarray, first: int, budget: int) -> list[int]:

@@ -21,9 +21,9 @@ import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
+
 from nfpf.cli.slurm import batches, task_config, with_plain_overrides
 from nfpf.cli.sweep_validation import config_groups
-
 from nfpf.core.api import CONFIG_DIR
 from nfpf.evaluation.pipeline import run_hash
 
@@ -120,6 +120,7 @@ def sacct_states(ids: set[str]) -> dict[str, str]:
     return dict(line.split("|")[:2] for line in out.splitlines() if line)
 
 
+@pytest.mark.slow
 def test_sweep_runs_as_array_tasks_and_rerun_submits_nothing(cluster, tmp_path):
     out = tmp_path / "out"
     code, log = finish(nfpf_sweep(out, "selector=random,kmeans", "seed=0"))
@@ -157,6 +158,7 @@ def without_accounting(tmp_path: Path) -> dict[str, str]:
     return {"SLURM_CONF": str(copy)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sacct", [True, False], ids=["sacct", "no-sacct"])
 def test_failed_and_cancelled_runs_are_reported(cluster, tmp_path, sacct):
     if sacct and not _accounting(cluster):
@@ -191,6 +193,7 @@ def test_failed_and_cancelled_runs_are_reported(cluster, tmp_path, sacct):
     assert "Runs: 1 complete, 2 failed" in log
 
 
+@pytest.mark.slow
 def test_sweep_larger_than_max_array_size_goes_in_several_arrays(cluster, tmp_path):
     limit = int(cluster.get("MaxArraySize", "1001"))
     if limit > 8:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nfpf.baselines.ted import TED, candidate_subset, rbf_gamma, ted_kernel
 from scipy.spatial.distance import cdist
 
+from nfpf.baselines.ted import TED, rbf_gamma, ted_kernel
 from nfpf.core.selection import Pool
 
 
@@ -53,7 +53,7 @@ def test_candidate_subset_is_seeded_and_equals_literal_on_the_subset():
     X = np.random.default_rng(3).normal(size=(500, 4))
     sel = TED(gamma=0.2, max_candidates=120)
     got = sel.select(X, 10, seed=5)
-    cand = candidate_subset(500, 120, 5)
+    cand = np.sort(np.random.default_rng(5).choice(500, 120, replace=False))  # the seeded draw
     assert sel.info_["candidate_subset"] and sel.info_["candidates"] == 120
     np.testing.assert_array_equal(got, cand[_literal_ted(_rbf(X[cand], 0.2), 10, 1e-3)])
     other = TED(gamma=0.2, max_candidates=120).select(X, 10, seed=6)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.types import RunMode
-from nfpf.cli.run import job_threads
 from omegaconf import OmegaConf
 
+from nfpf.cli.run import job_threads
 from nfpf.core.resources import cpu_count, thread_limit
 
 

@@ -84,6 +84,7 @@ def test_gpu_trainer_without_a_gpu_is_refused_with_the_cpu_settings():
     check_trainer(dict(compose_with("trainer=cpu").trainer), "classifier")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
 def test_nfpf_run_refuses_trainer_ddp_without_a_gpu_before_any_work(tmp_path):
     cmd = [sys.executable, "-m", "nfpf.cli.run", "experiment=single", "logger=none",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nfpf.baselines._neighbors import knn_density, knn_distances, l2_normalize
-from nfpf.baselines.typiclust import TypiClust
 from scipy.spatial.distance import cdist
 
+from nfpf.baselines.neighbors import knn_density, knn_distances, l2_normalize
+from nfpf.baselines.typiclust import TypiClust
 from nfpf.core.selection import Pool
 
 

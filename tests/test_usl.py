@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 import pytest
-from nfpf.baselines._neighbors import knn_density, knn_distances
-from nfpf.baselines.usl import USL, usl_regularizer
 from scipy.spatial.distance import cdist
 
+from nfpf.baselines.neighbors import knn_density, knn_distances
+from nfpf.baselines.usl import USL, usl_regularizer
 from nfpf.core.selection import Pool
 
 

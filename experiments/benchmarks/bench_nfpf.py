@@ -158,7 +158,7 @@ def alternated(flops: dict[str, float], fit_best: float, draw_best: float, pass_
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=["mnist", "cifar10_jpg"])
     parser.add_argument("--data-root", default=os.environ.get("NFPF_DATA_ROOT"),
@@ -173,36 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu",
                         help="NFPF's device option: cpu (reference path), cuda, auto")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="select from the first this many images only (a quick check)")
+    parser.add_argument("--matmul-size", type=int, default=4096,
+                        help="side of the float32 matrix product timed for comparison")
     args = parser.parse_args(argv)
     if not args.data_root:
         parser.error("give --data-root or set NFPF_DATA_ROOT")
-    root = Path(args.data_root)
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return args
 
-    t0 = time.perf_counter()
-    images = load_mnist(root) if args.dataset == "mnist" else load_cifar10_jpg(root)
-    t_load = time.perf_counter() - t0
-    n = len(images)
-    pool = Pool(features=images.reshape(n, -1), images=images, n_classes=10)
-    rss_data = current_rss_mb()
 
-    rate_before = matmul_gflops()
-    selector = NFPF(seed_features="pca", seed_pca_components=50, progress=False,
-                    orthonormalisation=args.orthonormalisation, device=args.device)
-    if args.device != "cpu":  # a first selection warms the GPU up (CUDA context, kernels)
-        NFPF(progress=False, device=args.device).select(
-            Pool(features=pool.features[:2000], images=images[:2000], n_classes=10), 20)
-    rss_start = current_rss_mb()
-    with RssSampler() as sampler:
-        t0 = time.perf_counter()
-        idx = selector.select(pool, args.budget, seed=args.seed)
-        t_select = time.perf_counter() - t0
-    peak = peak_rss_mb()
-    # phase windows from the selector's own timings (they run in this order, except that
-    # the reference SFLM runs beside the K-means seeding when they overlap)
-    timings = selector.info_["timings"]
-    overlapped = bool(selector.info_.get("reference_overlapped_seeding"))
+def phase_peaks(sampler: RssSampler, t0: float, timings: dict[str, float], overlapped: bool,
+                rss_start: float) -> dict[str, float]:
+    """Peak resident memory above ``rss_start`` (MB) in each phase of a selection started at
+    ``t0``, from the selector's own timings: the phases run in this order, except that the
+    reference SFLM runs beside the K-means seeding when they overlap."""
     reference_s = timings.get("reference_fit", 0.0) + timings.get("reference_errors", 0.0)
     windows = [("pixels", timings.get("pixels", 0.0))]
     if overlapped:
@@ -212,56 +197,99 @@ def main(argv: list[str] | None = None) -> int:
         windows += [(phase, timings.get(phase, 0.0))
                     for phase in ("seeding", "reference_fit", "reference_errors")]
     windows.append(("progressive", timings.get("progressive", 0.0)))
-    phase_peaks, start = {}, t0
-    for phase, dur in windows:
-        phase_peaks[phase] = round(sampler.peak_between(start, start + dur) - rss_start, 1)
-        start += dur
+    peaks, start = {}, t0
+    for phase, seconds in windows:
+        peaks[phase] = round(sampler.peak_between(start, start + seconds) - rss_start, 1)
+        start += seconds
     if overlapped:  # the reference starts with the seeding: its two passes within that window
         begin = t0 + timings.get("pixels", 0.0)
         fit_end = begin + timings.get("reference_fit", 0.0)
-        phase_peaks["reference_fit"] = round(sampler.peak_between(begin, fit_end) - rss_start, 1)
-        phase_peaks["reference_errors"] = round(
+        peaks["reference_fit"] = round(sampler.peak_between(begin, fit_end) - rss_start, 1)
+        peaks["reference_errors"] = round(
             sampler.peak_between(fit_end, begin + reference_s) - rss_start, 1)
-    rate_after = matmul_gflops()
+    return peaks
 
-    # the host is shared: alternate reference fits and matrix products, keep the best of each.
-    # A fit = drawing the orthonormal weights (one single-threaded SVD as methods.md 1.1, or
-    # QR with --orthonormalisation qr) +
-    # the pass over the data; both are timed.
-    X = pool.pixels()
+
+def alternated_fits(X: np.ndarray, hidden: int, args: argparse.Namespace,
+                    flops: dict[str, float]) -> dict[str, float]:
+    """Reference fits alternated with matrix products, the best of ``args.fit_repeats`` each
+    (the host is shared). A fit = drawing the orthonormal weights (one single-threaded SVD
+    as the released code, or QR with ``--orthonormalisation qr``) + the pass over the data;
+    both are timed."""
+    if args.fit_repeats <= 0:
+        return {}
     fit_best = draw_best = pass_best = float("inf")
     mm_best = 0.0
-    d = pool.features.shape[1]
     for _ in range(args.fit_repeats):
-        mm_best = max(mm_best, matmul_gflops(repeats=2))
+        mm_best = max(mm_best, matmul_gflops(args.matmul_size, repeats=2))
         t1 = time.perf_counter()
-        weights, bias = draw_weights(selector.ref_hidden, d, np.random.default_rng(0),
+        weights, bias = draw_weights(hidden, X.shape[1], np.random.default_rng(0),
                                      args.orthonormalisation)
         t2 = time.perf_counter()
-        sflm = SFLM(selector.ref_hidden, input_weights=weights, bias=bias, check_finite=False)
-        sflm.fit(X)
+        SFLM(hidden, input_weights=weights, bias=bias, check_finite=False).fit(X)
         t3 = time.perf_counter()
         fit_best = min(fit_best, t3 - t1)
         draw_best, pass_best = min(draw_best, t2 - t1), min(pass_best, t3 - t2)
-    del X
+    return alternated(flops, fit_best, draw_best, pass_best, mm_best)
 
+
+def timed_selection(pool: Pool, args: argparse.Namespace) -> tuple[NFPF, dict]:
+    """One NFPF selection with its wall time and memory (MB) around it."""
+    selector = NFPF(seed_features="pca", seed_pca_components=50, progress=False,
+                    orthonormalisation=args.orthonormalisation, device=args.device)
+    if args.device != "cpu":  # a first selection warms the GPU up (CUDA context, kernels)
+        head = slice(0, 2000)
+        NFPF(progress=False, device=args.device).select(
+            Pool(features=pool.features[head], images=pool.images[head], n_classes=10), 20)
+    rss_start = current_rss_mb()
+    with RssSampler() as sampler:
+        t0 = time.perf_counter()
+        idx = selector.select(pool, args.budget, seed=args.seed)
+        t_select = time.perf_counter() - t0
+    overlapped = bool(selector.info_.get("reference_overlapped_seeding"))
+    measured = {
+        "selected": int(idx.size),
+        "rounds": selector.info_["rounds"],
+        "selection_s": round(t_select, 2),
+        "phases_s": selector.info_["timings"],
+        "rss_selection_start_mb": round(rss_start, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "phase_peak_rss_above_start_mb": phase_peaks(
+            sampler, t0, selector.info_["timings"], overlapped, rss_start),
+        "reference_overlapped_seeding": overlapped,
+    }
+    return selector, measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = Path(args.data_root)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    t0 = time.perf_counter()
+    images = load_mnist(root) if args.dataset == "mnist" else load_cifar10_jpg(root)
+    images = images[:args.max_samples]
+    t_load = time.perf_counter() - t0
+    n = len(images)
+    pool = Pool(features=images.reshape(n, -1), images=images, n_classes=10)
+    rss_data = current_rss_mb()
+
+    rate_before = matmul_gflops(args.matmul_size)
+    selector, measured = timed_selection(pool, args)
+    rate_after = matmul_gflops(args.matmul_size)
+    d = pool.features.shape[1]
     flops = reference_flops(n, d, selector.ref_hidden)
-    fit_s, err_s = timings["reference_fit"], timings["reference_errors"]
+    fit_s, err_s = measured["phases_s"]["reference_fit"], measured["phases_s"]["reference_errors"]
     result = {
         "dataset": args.dataset,
         "n": n,
         "d": d,
         "budget": args.budget,
         "threads": torch.get_num_threads(),
-        "selected": int(idx.size),
-        "rounds": selector.info_["rounds"],
         "load_s": round(t_load, 2),
-        "selection_s": round(t_select, 2),
-        "phases_s": timings,
         "rss_after_load_mb": round(rss_data, 1),
-        "rss_selection_start_mb": round(rss_start, 1),
-        "peak_rss_mb": round(peak, 1),
-        "phase_peak_rss_above_start_mb": phase_peaks,
+        **measured,
         "matmul_gflops_before": round(rate_before, 1),
         "matmul_gflops_after": round(rate_after, 1),
         "ref_fit_gflops_actual": round(flops["fit_actual"] / fit_s / 1e9, 1),
@@ -270,13 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         "ref_fit_pct_of_matmul": round(
             100 * flops["fit_actual"] / fit_s / 1e9 / max(rate_before, rate_after), 1),
         "alternated_best_of": args.fit_repeats,
-        **(alternated(flops, fit_best, draw_best, pass_best, mm_best)
-           if args.fit_repeats > 0 else {}),
+        **alternated_fits(pool.pixels(), selector.ref_hidden, args, flops),
         "orthonormalisation": args.orthonormalisation,
-        "reference_overlapped_seeding": overlapped,
         "torch": torch.__version__,
         "device": selector.info_.get("device", "cpu"),
-        "command": "python -m experiments.benchmarks.bench_nfpf " + " ".join(sys.argv[1:]),
+        "command": "python -m experiments.benchmarks.bench_nfpf "
+                   + " ".join(sys.argv[1:] if argv is None else argv),
     }
     print(json.dumps(result, indent=2))
     if args.json:

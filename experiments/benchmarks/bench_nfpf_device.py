@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(row), flush=True)
     print("\n".join(summary(rows)))
     if args.json:
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows,
+        command = " ".join(["python -m experiments.benchmarks.bench_nfpf_device",
+                            *(sys.argv[1:] if argv is None else argv)])
+        args.json.write_text(json.dumps({"command": command, "rows": rows,
                                          "torch": torch.__version__}, indent=2))
     return 0
 

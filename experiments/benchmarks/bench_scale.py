@@ -52,17 +52,12 @@ BOUNDED = {
 }
 
 
-def _selector(name: str, overrides: dict) -> object:
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+def build_selector(name: str, overrides: dict) -> object:
+    """The selector ``conf/selector/<name>.yaml`` describes, with ``overrides``, quiet."""
+    from nfpf.core.api import load_selector_config, make_selector
 
-    root = Path(__file__).resolve().parents[2]
-    cfg = OmegaConf.load(root / "conf" / "selector" / f"{name}.yaml")
-    for key, value in overrides.items():
-        cfg[key] = value
-    if "progress" in cfg:
-        cfg.progress = False
-    return instantiate(cfg)
+    quiet = {"progress": False} if "progress" in load_selector_config(name) else {}
+    return make_selector(name, **{**overrides, **quiet})
 
 
 def make_gmm(path: Path, n: int, seed: int = 0, n_components: int = 10) -> None:
@@ -109,7 +104,7 @@ def worker(args: argparse.Namespace) -> None:
 
     X = np.load(args.path, mmap_mode="r")
     overrides = json.loads(args.overrides)
-    sel = _selector(args.selector, overrides)
+    sel = build_selector(args.selector, overrides)
     t0 = time.perf_counter()
     idx = sel.select(Pool(X, n_classes=10), args.budget, seed=0)
     wall = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Diagnose NFPF's picks on a development set (issue 9): accuracy, class histogram, RD per class.
+"""Diagnose NFPF's picks on a development set: accuracy, class histogram, RD per class.
 
 Selectors never see labels: selection runs on ``dataset.pool_view`` (features and images only);
 the labels are read here, after selection, to evaluate and to describe the picks.
@@ -6,8 +6,9 @@ the labels are read here, after selection, to evaluate and to describe the picks
     python experiments/benchmarks/diagnose_nfpf.py --dataset mnist --budgets 100 --seeds 0 1 2 \
         --methods nfpf_faithful nfpf random nfpf_plus --out docs --cache <scratch dir>
 
-Methods: nfpf_faithful, nfpf, random, typiclust, coreset, nfpf_plus; ``nfpf:key=value,...`` and
-``nfpf_plus:key=value,...`` set selector options (the ablations), e.g. ``nfpf:score=mse``.
+Methods: any selector name (nfpf, random, typiclust, coreset, nfpf_plus, ...) and nfpf_faithful
+(``ablation/nfpf_faithful``); ``name:key=value,...`` sets selector options (the ablations), e.g.
+``nfpf:score=mse``. NFPF seeds by K-means on PCA-50 of the pixels here.
 Writes ``<out>/figures/diagnose_<dataset>.json`` (accuracies, histograms, RD per class) and small
 figures under ``<out>/figures/``. Selections are cached as .npy under ``--cache``.
 """
@@ -29,29 +30,14 @@ MNIST_SEEDING = {"seed_features": "pca", "seed_pca_components": 50, "progress": 
 
 def make_selector(name: str):
     """Selector instance for a method name of this diagnosis (``nfpf_plus:key=value,...``)."""
-    from nfpf.method.progressive import NFPF
+    from nfpf.core.api import make_selector as make_library_selector
 
-    if name == "nfpf_faithful":
-        return NFPF(faithful=True, **MNIST_SEEDING)
-    if name == "nfpf" or name.startswith("nfpf:"):  # nfpf:key=value,... = an ablation
-        return NFPF(**{**MNIST_SEEDING, **_options(name)})
-    if name == "random":
-        from nfpf.baselines.simple import Random
-
-        return Random()
-    if name == "typiclust":
-        from nfpf.baselines.typiclust import TypiClust
-
-        return TypiClust()
-    if name == "coreset":
-        from nfpf.baselines.coreset import Coreset
-
-        return Coreset()
-    if name.startswith("nfpf_plus"):
-        from nfpf.method.plus import NFPFPlus
-
-        return NFPFPlus(**{"progress": False, **_options(name)})
-    raise ValueError(f"unknown method {name!r}")
+    base = name.split(":", 1)[0]
+    options = {"progress": False} if base == "nfpf_plus" else {}
+    if base in ("nfpf", "nfpf_faithful"):
+        options = dict(MNIST_SEEDING)
+    config = "ablation/nfpf_faithful" if base == "nfpf_faithful" else base
+    return make_library_selector(config, **{**options, **_options(name)})
 
 
 def _options(name: str) -> dict:
@@ -85,7 +71,7 @@ def evaluate(Xp, yp, Xt, yt, idx) -> dict[str, float]:
     return out
 
 
-def main(argv=None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100])
@@ -94,79 +80,104 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="docs")
     ap.add_argument("--cache", default=None, help="default: <tempdir>/nfpf_diag")
     ap.add_argument("--no-figures", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def cached_selection(method: str, budget: int, seed: int, pool, cache: Path,
+                     dataset: str) -> np.ndarray:
+    """The picks of ``method``, from ``cache`` when there; a faithful NFPF run also saves
+    its reference errors there (``<dataset>_ref_errors.npy``)."""
+    name = method.replace(":", "_").replace(",", "_")
+    path = cache / f"{dataset}_{name}_B{budget}_s{seed}.npy"
+    if path.exists():
+        return np.load(path)
+    selector = make_selector(method)
+    t0 = time.perf_counter()
+    idx = selector.select(pool, budget, seed=seed)
+    logger.info("%s B=%d seed=%d: %.1fs", method, budget, seed, time.perf_counter() - t0)
+    np.save(path, idx)
+    ref_path = cache / f"{dataset}_ref_errors.npy"
+    if method == "nfpf_faithful" and not ref_path.exists() \
+            and getattr(selector, "reference_errors_", None) is not None:
+        np.save(ref_path, selector.reference_errors_)
+    return idx
+
+
+def describe_picks(method: str, budget: int, seed: int, idx: np.ndarray, data: dict,
+                   K: int) -> dict:
+    """Accuracies and class histograms of one selection (NFPF's seeds apart)."""
+    yp = data["yp"]
+    acc = evaluate(data["Xp"], yp, data["Xt"], data["yt"], idx)
+    hist = np.bincount(yp[idx], minlength=K).tolist()
+    row = {"seed": seed, **acc, "hist": hist}
+    if method.startswith("nfpf"):  # NFPF returns its seeds first: floor(0.3 B) of them
+        n_seed = int(np.floor(0.3 * budget + 1e-9))
+        row["seed_hist"] = np.bincount(yp[idx[:n_seed]], minlength=K).tolist()
+        row["progressive_hist"] = np.bincount(yp[idx[n_seed:]], minlength=K).tolist()
+    logger.info("%s B=%d s=%d %s hist=%s", method, budget, seed, acc, hist)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean and std of the accuracies, mean histograms, and the runs themselves."""
+    lr = np.array([r["logreg"] for r in rows])
+    nn = np.array([r["knn1"] for r in rows])
+    extra = {}
+    if "seed_hist" in rows[0]:
+        extra = {h: np.mean([r[h] for r in rows], 0).round(2).tolist()
+                 for h in ("seed_hist", "progressive_hist")}
+    return {**extra,
+            "logreg": [float(lr.mean()), float(lr.std())],
+            "knn1": [float(nn.mean()), float(nn.std())],
+            "hist_mean": np.mean([r["hist"] for r in rows], 0).round(2).tolist(),
+            "runs": rows}
+
+
+def rd_views(args: argparse.Namespace, pool, yp: np.ndarray, K: int, cache: Path) -> dict:
+    """Reference error (normalised over the pool) per class, and the first round's RD per
+    class, when a faithful NFPF run left its reference errors in the cache."""
+    ref_file = cache / f"{args.dataset}_ref_errors.npy"
+    if not ref_file.exists():
+        return {}
+    e = np.load(ref_file)
+    e = (e - e.min()) / (e.max() - e.min())
+    views = {"ref_error_per_class": {
+        str(c): [float(np.percentile(e[yp == c], q)) for q in (10, 50, 90)] for c in range(K)}}
+    budget = min(args.budgets)
+    seed_file = cache / f"{args.dataset}_nfpf_faithful_B{budget}_s0.npy"
+    if seed_file.exists():
+        views["first_round_rd_per_class"] = first_round_rd(
+            pool.pixels(), yp, np.load(ref_file),
+            np.load(seed_file)[:int(np.floor(0.3 * budget + 1e-9))], K)
+    return views
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import tempfile
 
     from nfpf.data import load_dataset
 
     ds = load_dataset(args.dataset)
     pool = ds.pool_view(ds.flat("pool"))
-    Xp = ds.flat("pool") * 2 - 1
-    Xt = ds.flat("test") * 2 - 1
-    yp, yt = ds.pool_labels, ds.test_labels
+    data = {"Xp": ds.flat("pool") * 2 - 1, "Xt": ds.flat("test") * 2 - 1,
+            "yp": ds.pool_labels, "yt": ds.test_labels}
     K = ds.n_classes
-    import tempfile
-
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "nfpf_diag")
     cache.mkdir(parents=True, exist_ok=True)
     out_json = Path(args.out) / "figures" / f"diagnose_{args.dataset}.json"
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
-    results["pool_histogram"] = (np.bincount(yp, minlength=K) / len(yp)).round(4).tolist()
-    ref_errors = None
+    results["pool_histogram"] = (np.bincount(data["yp"], minlength=K)
+                                 / len(data["yp"])).round(4).tolist()
     for B in args.budgets:
         for m in args.methods:
             # faithful NFPF ignores the run seed (quirk Q3): one selection serves every seed
             seeds = [0] if m == "nfpf_faithful" else args.seeds
-            rows = []
-            for s in seeds:
-                f = cache / f"{args.dataset}_{m.replace(':', '_').replace(',', '_')}_B{B}_s{s}.npy"
-                sel = None
-                if f.exists():
-                    idx = np.load(f)
-                else:
-                    sel = make_selector(m)
-                    t0 = time.perf_counter()
-                    idx = sel.select(pool, B, seed=s)
-                    logger.info("%s B=%d seed=%d: %.1fs", m, B, s, time.perf_counter() - t0)
-                    np.save(f, idx)
-                    if ref_errors is None and getattr(sel, "reference_errors_", None) is not None \
-                            and m == "nfpf_faithful":
-                        ref_errors = sel.reference_errors_
-                        np.save(cache / f"{args.dataset}_ref_errors.npy", ref_errors)
-                acc = evaluate(Xp, yp, Xt, yt, idx)
-                hist = np.bincount(yp[idx], minlength=K).tolist()
-                row = {"seed": s, **acc, "hist": hist}
-                if m.startswith("nfpf"):  # NFPF returns its seeds first: floor(0.3 B) of them
-                    n_seed = int(np.floor(0.3 * B + 1e-9))
-                    row["seed_hist"] = np.bincount(yp[idx[:n_seed]], minlength=K).tolist()
-                    row["progressive_hist"] = np.bincount(yp[idx[n_seed:]], minlength=K).tolist()
-                rows.append(row)
-                logger.info("%s B=%d s=%d %s hist=%s", m, B, s, acc, hist)
-            lr = np.array([r["logreg"] for r in rows])
-            nn = np.array([r["knn1"] for r in rows])
-            extra = {}
-            if "seed_hist" in rows[0]:
-                extra = {h: np.mean([r[h] for r in rows], 0).round(2).tolist()
-                         for h in ("seed_hist", "progressive_hist")}
-            results[f"{m}|B{B}"] = {**extra,
-                "logreg": [float(lr.mean()), float(lr.std())],
-                "knn1": [float(nn.mean()), float(nn.std())],
-                "hist_mean": np.mean([r["hist"] for r in rows], 0).round(2).tolist(),
-                "runs": rows,
-            }
-    # RD view: reference error (normalised over the pool) per class
-    ref_file = cache / f"{args.dataset}_ref_errors.npy"
-    if ref_file.exists():
-        e = np.load(ref_file)
-        e = (e - e.min()) / (e.max() - e.min())
-        results["ref_error_per_class"] = {
-            str(c): [float(np.percentile(e[yp == c], q)) for q in (10, 50, 90)] for c in range(K)
-        }
-        seed_file = cache / f"{args.dataset}_nfpf_faithful_B{min(args.budgets)}_s0.npy"
-        if seed_file.exists():
-            results["first_round_rd_per_class"] = first_round_rd(
-                pool.pixels(), yp, np.load(ref_file),
-                np.load(seed_file)[:int(np.floor(0.3 * min(args.budgets) + 1e-9))], K)
+            rows = [describe_picks(m, B, s, cached_selection(m, B, s, pool, cache, args.dataset),
+                                   data, K) for s in seeds]
+            results[f"{m}|B{B}"] = summarise(rows)
+    results.update(rd_views(args, pool, data["yp"], K, cache))
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1))
     logger.info("wrote %s", out_json)

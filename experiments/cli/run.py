@@ -28,16 +28,27 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from nfpf.cli import sweep_validation
-from nfpf.cli.callbacks import SESSION, names_from_hydra, sweep_counts
-from nfpf.cli.exit_codes import EXIT_FAILED, EXIT_USAGE, call_hydra_main
 from omegaconf import DictConfig
 
 from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
+from nfpf.cli import sweep_validation
+from nfpf.cli.callbacks import SESSION, names_from_hydra, sweep_counts
+from nfpf.cli.exit_codes import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    call_hydra_main,
+    mark_command_line_accepted,
+)
 from nfpf.core.api import CONFIG_SEARCH_PATH
 from nfpf.core.resources import cpu_count, thread_limit
 from nfpf.data import DatasetNotFoundError
-from nfpf.evaluation.pipeline import InfeasibleBudgetError, failure_record, run, run_hash
+from nfpf.evaluation.pipeline import (
+    InfeasibleBudgetError,
+    RunNames,
+    failure_record,
+    run,
+    run_hash,
+)
 from nfpf.evaluation.records import FAILED_FILE, is_complete
 from nfpf.io import write_json_atomic
 
@@ -61,10 +72,6 @@ warnings.filterwarnings("ignore", message="(?s).*Running Hydra app with --multir
 
 # Validate a sweep by one job per combination of config-group choices, not every job.
 sweep_validation.install()
-
-#: Whether this process entered a job (single run): Hydra accepted the command line.
-_job_entered = False
-
 
 def job_threads(threads: int | None, hydra_cfg: DictConfig) -> int:
     """CPU threads for this job: ``threads`` when set, else the cores divided by the number
@@ -124,8 +131,7 @@ def run_job(cfg: DictConfig) -> float | None:
     The run's directory is locked while the job runs, so that two sweeps on one output
     directory never compute the same run twice: the second waits, then skips it.
     """
-    global _job_entered
-    _job_entered = True
+    mark_command_line_accepted()
     _as_worker()
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     output_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -164,20 +170,8 @@ def _run_locked(cfg: DictConfig, output_dir: Path) -> float | None:
         with thread_limit(threads):
             record = run(cfg, names, output_dir)
     except Exception as error:
-        # Sweeps over budgets per class cross datasets whose pools are too small for some:
-        # with skip_infeasible_budget those runs are "skipped", not "failed".
-        skipped = isinstance(error, InfeasibleBudgetError) and cfg.get("skip_infeasible_budget")
-        status = "skipped" if skipped else "failed"
-        write_json_atomic(output_dir / FAILED_FILE,
-                          failure_record(cfg, names, error, status=status))
-        message = user_error(error)
-        if not multirun and (message is None or os.environ.get("HYDRA_FULL_ERROR") == "1"):
-            raise
-        if not multirun:
-            print(f"nfpf-run: error: {message}\n(traceback in {output_dir / FAILED_FILE}; "
-                  f"--debug prints it)", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
-        if skipped:
+        status = _record_failure(cfg, names, error, output_dir, multirun)
+        if status == "skipped":
             log.warning("skipped %s: %s", label, error)
         else:
             log.error("FAILED %s: %s: %s", label, type(error).__name__, error)
@@ -194,6 +188,28 @@ def _run_locked(cfg: DictConfig, output_dir: Path) -> float | None:
         tracker.log_run(record, group=group, name=f"{group}/{names.classifier}/seed{cfg.seed}")
     report_progress(output_dir, "complete")
     return metrics["accuracy"]
+
+
+def _record_failure(cfg: DictConfig, names: RunNames, error: Exception, output_dir: Path,
+                    multirun: bool) -> str:
+    """Write the run's failure record; returns its status ("skipped" or "failed").
+
+    Outside a sweep nothing follows the run: a user error ends ``nfpf-run`` with its one
+    line and :data:`EXIT_USAGE`, anything else (or ``--debug``) is raised again.
+    """
+    # Sweeps over budgets per class cross datasets whose pools are too small for some:
+    # with skip_infeasible_budget those runs are "skipped", not "failed".
+    skipped = isinstance(error, InfeasibleBudgetError) and cfg.get("skip_infeasible_budget")
+    status = "skipped" if skipped else "failed"
+    write_json_atomic(output_dir / FAILED_FILE, failure_record(cfg, names, error, status=status))
+    if multirun:
+        return status
+    message = user_error(error)
+    if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"nfpf-run: error: {message}\n(traceback in {output_dir / FAILED_FILE}; "
+          f"--debug prints it)", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_SEARCH_PATH, config_name="config")
@@ -227,9 +243,7 @@ def main() -> None:
         return (f"nfpf-run: interrupted; {done} run{'' if done == 1 else 's'} complete, "
                 f"rerun the same command to resume")
 
-    # accepted: a job was entered (single run) or the sweep passed validation
-    call_hydra_main(hydra_main, lambda: _job_entered or sweep_validation.validated(),
-                    interrupted)
+    call_hydra_main(hydra_main, interrupted)
     if SESSION.failed:
         sys.exit(EXIT_FAILED)
 

@@ -20,9 +20,9 @@ import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from nfpf.cli.exit_codes import EXIT_USAGE, call_hydra_main
 from omegaconf import DictConfig, OmegaConf
 
+from nfpf.cli.exit_codes import EXIT_USAGE, call_hydra_main, mark_command_line_accepted
 from nfpf.core.api import CONFIG_SEARCH_PATH
 
 log = logging.getLogger("nfpf.select")
@@ -47,14 +47,11 @@ def run_select(cfg: DictConfig, selector_name: str | None = None,
         features=container["features"],
         selector_name=selector_name,
         features_name=features_name,
-        image_size=container["image_size"],
-        mode=container["mode"],
-        resize=container["resize"],
+        images={key: container[key] for key in ("image_size", "mode", "resize", "num_workers")},
         seed=container["seed"],
         n_classes=container["n_classes"],
         cache=container["cache"],
         cache_dir=container["cache_dir"],
-        num_workers=container["num_workers"],
         overwrite=container["overwrite"],
         transform_features=container["transform_features"],
         label_studio=container["label_studio"],
@@ -63,16 +60,11 @@ def run_select(cfg: DictConfig, selector_name: str | None = None,
     )
 
 
-#: Whether Hydra accepted the command line (the selection was entered).
-_entered = False
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_SEARCH_PATH, config_name="select")
 def hydra_main(cfg: DictConfig) -> None:
     from nfpf.app.select_images import SelectError
 
-    global _entered
-    _entered = True
+    mark_command_line_accepted()
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     choices = HydraConfig.get().runtime.choices
     try:
@@ -85,8 +77,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``nfpf-select``, with the exit statuses of :mod:`nfpf.cli.exit_codes`."""
-    call_hydra_main(hydra_main, lambda: _entered,
-                    lambda: "nfpf-select: interrupted; nothing was written")
+    call_hydra_main(hydra_main, lambda: "nfpf-select: interrupted; nothing was written")
 
 
 if __name__ == "__main__":

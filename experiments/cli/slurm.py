@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
-from nfpf.cli.sweep_validation import signature
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nfpf.cli.sweep_validation import signature
 from nfpf.evaluation.records import FAILED_FILE, RESULT_FILE, is_complete
 from nfpf.io import write_json_atomic
 
@@ -257,7 +257,6 @@ def record_lost(job_cfg: DictConfig, job_id: str, state: str, log_file: Path) ->
     """Write ``failed.json`` for a run whose SLURM job ended without a result (unless the
     run completed after all); returns the run's directory."""
     from nfpf.cli.callbacks import names_from_hydra, report_progress
-
     from nfpf.evaluation.pipeline import failure_record
 
     run_dir = run_dir_of(job_cfg)

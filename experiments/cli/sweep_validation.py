@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 from hydra.plugins.sweeper import Sweeper
 
-__all__ = ["config_groups", "install", "representative_jobs", "signature", "validated"]
+from nfpf.cli.exit_codes import mark_command_line_accepted
+
+__all__ = ["config_groups", "install", "representative_jobs", "signature"]
 
 # Patched on the base class: Hydra's plugin discovery executes the sweeper modules itself, so
 # the BasicSweeper class it instantiates is not the one an import here would give.
@@ -66,21 +68,11 @@ def config_groups(loader) -> set[str]:
     return groups
 
 
-#: Batches of this process's sweeps that passed validation.
-_validated_batches = 0
-
-
-def validated() -> bool:
-    """Whether a sweep of this process passed validation (its command line was accepted)."""
-    return _validated_batches > 0
-
-
 def _validate_representatives(self: Sweeper, batch: Sequence[Sequence[str]]) -> None:
-    global _validated_batches
     context = getattr(self, "hydra_context", None)
     loader = context.config_loader if context is not None else self.config_loader
     _ORIGINAL(self, representative_jobs(batch, config_groups(loader)))
-    _validated_batches += 1
+    mark_command_line_accepted()
 
 
 def install() -> None:

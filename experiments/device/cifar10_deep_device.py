@@ -100,13 +100,20 @@ def run_sweep(overrides: list[str], work: Path, seconds: float) -> str:
     try:
         return f"exit {proc.wait(timeout=max(1.0, seconds))}"
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        interrupt_group(proc)
         return "interrupted at the budget"
+
+
+def interrupt_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """Ctrl-C to ``proc``'s process group (the sweep records what is finished and stops its
+    workers); SIGKILL if it is still running ``grace`` seconds later."""
+    for stop in (signal.SIGINT, signal.SIGKILL):
+        os.killpg(proc.pid, stop)
+        try:
+            proc.wait(timeout=grace if stop == signal.SIGINT else None)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def pack_runs(work: Path, out: Path, overrides: list[str]) -> dict[str, int]:

@@ -27,10 +27,17 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 
 from nfpf.active.oracle import Oracle
-from nfpf.core.selection import Pool, Selector, as_pool, check_budget, check_indices
+from nfpf.core.selection import (
+    Pool,
+    Selector,
+    as_pool,
+    check_budget,
+    check_indices,
+    check_param,
+)
 
 __all__ = ["ActiveStrategy", "build_classifier", "class_probabilities", "has_scores",
            "last_layer_inputs", "round_sizes"]
@@ -57,9 +64,7 @@ def round_sizes(budget: int, rounds: int, init_size: int | None = None) -> list[
     -------
     list of int, length ``rounds + 1``, every entry >= 1.
     """
-    if isinstance(rounds, bool) or int(rounds) != rounds or int(rounds) < 1:
-        raise ValueError(f"selector.rounds must be a whole number >= 1; got {rounds!r}.")
-    rounds = int(rounds)
+    check_param("selector.rounds", rounds, low=1)
     if init_size is None:
         if rounds + 1 > budget:
             raise ValueError(
@@ -154,13 +159,23 @@ def _classifier_config(name: str):
     return path
 
 
-def _check_whole(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
-        raise ValueError(f"selector.{name} must be a whole number >= {low}; got {value!r}.")
+def _model_inputs(pool: Pool, estimator: Any, model_inputs: np.ndarray | None) -> np.ndarray:
+    """What the per-round model trains and predicts on: ``model_inputs`` when given, else
+    the pool's images for a model with ``uses_images``, else its features."""
+    inputs = model_inputs
+    if inputs is None and getattr(estimator, "uses_images", False):
+        if pool.images is None:
+            raise ValueError(f"The per-round model {type(estimator).__name__} trains on "
+                             f"images, but the pool has none.")
+        inputs = pool.images
+    inputs = pool.features if inputs is None else inputs
+    if len(inputs) != pool.n:
+        raise ValueError(f"model_inputs have {len(inputs)} rows; the pool has {pool.n}.")
+    return inputs
 
 
-class ActiveStrategy(ABC):
-    """Base class of supervised active-learning strategies.
+class ActiveStrategy(BaseEstimator, ABC):
+    """Base class of supervised active-learning strategies: a scikit-learn estimator.
 
     Parameters
     ----------
@@ -176,7 +191,10 @@ class ActiveStrategy(ABC):
         ``conf/classifier/`` (e.g. ``"logreg"``), or a scikit-learn-style estimator.
 
     After :meth:`select`, ``info_`` holds the round sizes and how many labels were queried,
-    and ``history_`` one record per round.
+    and ``history_`` one record per round. Parameters are stored unchanged and checked by
+    :meth:`check_params` (from ``__init__`` and again before a selection), as for
+    :class:`~nfpf.core.selection.Selector`; a subclass sets its own parameters before
+    calling this ``__init__``.
     """
 
     #: What the strategy needs of the per-round model: class "scores", an "embedding" (the
@@ -188,6 +206,15 @@ class ActiveStrategy(ABC):
 
     def __init__(self, init: str | Selector = "random", init_size: int | None = None,
                  rounds: int = 4, model: Any = None):
+        self.init = init
+        self.init_size = init_size
+        self.rounds = rounds
+        self.model = model
+        self.check_params()
+
+    def check_params(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first bad parameter."""
+        init, model = self.init, self.model
         if not isinstance(init, (str, Selector)):
             raise ValueError(f"selector.init must be 'random' or a UAL selector name (e.g. "
                              f"typiclust); got {init!r}.")
@@ -197,9 +224,9 @@ class ActiveStrategy(ABC):
             if init not in available_selectors():
                 raise ValueError(f"selector.init={init!r} is not a UAL selector; choose "
                                  f"'random' or one of {', '.join(available_selectors())}.")
-        if init_size is not None:
-            _check_whole("init_size", init_size, 1)
-        _check_whole("rounds", rounds, 1)
+        check_param("selector.init_size", self.init_size, low=1, also=(None,),
+                    hint=" (None: an equal share)")
+        check_param("selector.rounds", self.rounds, low=1)
         if isinstance(model, str):
             _classifier_config(model)
         elif model is not None and not hasattr(model, "fit"):
@@ -207,10 +234,6 @@ class ActiveStrategy(ABC):
                              f"or an estimator with fit; got {model!r}.")
         if self.model_use == "scores" and model is not None and not isinstance(model, str):
             self.check_model(model)
-        self.init = init
-        self.init_size = None if init_size is None else int(init_size)
-        self.rounds = int(rounds)
-        self.model = model
 
     # ------------------------------------------------------------------ configuration
 
@@ -244,19 +267,10 @@ class ActiveStrategy(ABC):
     def validate(self, budget: int, n: int, run_model: Any = None, seed: int = 0) -> Any:
         """Raise the bad-input errors of a run of ``budget`` on ``n`` samples before any work
         (budget, rounds, initial set, per-round model); return the per-round model."""
+        self.check_params()
         budget = check_budget(budget, n)
         round_sizes(budget, self.rounds, self.init_size)
         return self.round_model(run_model, seed)
-
-    def get_params(self) -> dict[str, Any]:
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names if hasattr(self, name)}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     # ------------------------------------------------------------------ the loop
 
@@ -291,15 +305,7 @@ class ActiveStrategy(ABC):
         if oracle.budget - oracle.n_queried < budget:
             raise ValueError(f"The oracle allows {oracle.budget - oracle.n_queried} more "
                              f"labels, fewer than the budget {budget}.")
-        inputs = model_inputs
-        if inputs is None and getattr(estimator, "uses_images", False):
-            if pool.images is None:
-                raise ValueError(f"The per-round model {type(estimator).__name__} trains on "
-                                 f"images, but the pool has none.")
-            inputs = pool.images
-        inputs = pool.features if inputs is None else inputs
-        if len(inputs) != pool.n:
-            raise ValueError(f"model_inputs have {len(inputs)} rows; the pool has {pool.n}.")
+        inputs = _model_inputs(pool, estimator, model_inputs)
         self.info_ = {"round_sizes": sizes}
         self.history_ = []
         rng = np.random.default_rng(seed)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import pairwise_distances_argmin_min
 
 from nfpf.active.base import ActiveStrategy, class_probabilities, last_layer_inputs
 from nfpf.active.oracle import Oracle
+from nfpf.baselines.coreset import kcenter_greedy
 from nfpf.core.selection import Pool, as_pool
 
 __all__ = [
@@ -164,19 +166,12 @@ def kcenter_from(X: np.ndarray, labelled: np.ndarray, candidates: np.ndarray, si
     ndarray of shape (size,): picks among ``candidates``, in order.
     """
     X = np.asarray(X).reshape(len(X), -1)
-    cand = X[candidates]
+    cand = np.ascontiguousarray(X[candidates])
     _, dist = pairwise_distances_argmin_min(cand, X[labelled])
-    d2 = dist.astype(np.float64) ** 2
-    sq = np.einsum("ij,ij->i", cand, cand).astype(np.float64)
-    picks = np.empty(size, dtype=np.int64)
-    for t in range(size):
-        best = int(np.argmax(d2))
-        picks[t] = candidates[best]
-        centre = cand[best]
-        new = sq - 2.0 * (cand @ centre) + float(centre @ centre)
-        d2 = np.minimum(d2, np.maximum(new, 0.0))
-        d2[best] = -1.0  # never again (below any distance)
-    return picks
+    d2 = torch.from_numpy(dist.astype(np.float64) ** 2)
+    sq = torch.from_numpy(np.einsum("ij,ij->i", cand, cand).astype(np.float64))
+    picks = kcenter_greedy(torch.from_numpy(cand), sq, d2, size, chunk=max(1, len(cand)))
+    return np.asarray(candidates)[picks]
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -270,9 +265,6 @@ class FullPool(ActiveStrategy):
 
     def __init__(self):
         super().__init__(init="random", init_size=None, rounds=1, model=None)
-
-    def get_params(self) -> dict[str, Any]:
-        return {}
 
     def labels_needed(self, budget: int, n: int) -> int:
         return int(n)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.preprocessing import normalize as l2_rows
 
 from nfpf.active.base import ActiveStrategy
-from nfpf.baselines._neighbors import as_float_array, knn_density
-from nfpf.baselines.typiclust import check_typiclust_options
+from nfpf.baselines.neighbors import as_float_array
+from nfpf.baselines.typiclust import check_typiclust_options, typical_picks
+from nfpf.core.kernels import kmeans_labels
 
 __all__ = ["TypiClustAL"]
 
@@ -52,26 +52,18 @@ class TypiClustAL(ActiveStrategy):
                  max_clusters: int = 500, min_cluster_size: int = 5, k_neighbors: int = 20,
                  distance: str = "squared", normalize: bool = True, minibatch_above: int = 50,
                  batch_size: int = 5000):
-        super().__init__(init=init, init_size=init_size, rounds=rounds, model=model)
-        check_typiclust_options(max_clusters, min_cluster_size, k_neighbors, distance,
-                                normalize, minibatch_above, batch_size, prefix="selector.")
-        self.max_clusters = int(max_clusters)
-        self.min_cluster_size = int(min_cluster_size)
-        self.k_neighbors = int(k_neighbors)
+        self.max_clusters = max_clusters
+        self.min_cluster_size = min_cluster_size
+        self.k_neighbors = k_neighbors
         self.distance = distance
-        self.normalize = bool(normalize)
-        self.minibatch_above = int(minibatch_above)
-        self.batch_size = int(batch_size)
+        self.normalize = normalize
+        self.minibatch_above = minibatch_above
+        self.batch_size = batch_size
+        super().__init__(init=init, init_size=init_size, rounds=rounds, model=model)
 
-    def _cluster(self, X: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-        if n_clusters == 1:
-            return np.zeros(len(X), dtype=np.int64)
-        if n_clusters > self.minibatch_above:
-            km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=self.batch_size,
-                                 n_init="auto", random_state=seed)
-        else:
-            km = KMeans(n_clusters=n_clusters, n_init="auto", random_state=seed)
-        return km.fit_predict(X).astype(np.int64)
+    def check_params(self) -> None:
+        super().check_params()
+        check_typiclust_options(self, prefix="selector.")
 
     def _query(self, pool, inputs, model, labelled, unlabelled, size, rng, seed):
         X = as_float_array(pool.features)
@@ -83,32 +75,10 @@ class TypiClustAL(ActiveStrategy):
                       ) -> np.ndarray:
         """``size`` picks given the ``labelled`` indices (may be empty), in order."""
         n_clusters = min(labelled.size + size, self.max_clusters)
-        cluster_of = self._cluster(X, n_clusters, seed)
+        cluster_of = kmeans_labels(X, n_clusters, seed, minibatch_above=self.minibatch_above,
+                                   batch_size=self.batch_size)
         sizes = np.bincount(cluster_of, minlength=n_clusters)
-        usable = sizes > self.min_cluster_size
-        covered = np.bincount(cluster_of[labelled], minlength=n_clusters)
-        available = np.ones(len(X), dtype=bool)
-        available[labelled] = False
-        remaining = np.bincount(cluster_of[available], minlength=n_clusters)
-        order = np.argsort(cluster_of, kind="stable")
-        members = np.split(order, np.cumsum(sizes)[:-1])
-        picks = np.empty(size, dtype=np.int64)
-        for t in range(size):
-            eligible = usable & (remaining > 0)
-            if not eligible.any():
-                eligible = remaining > 0
-            candidates = np.flatnonzero(eligible)
-            best = np.lexsort((candidates, -sizes[candidates], covered[candidates]))[0]
-            cluster = int(candidates[best])
-            idx = members[cluster][available[members[cluster]]]
-            if idx.size == 1:
-                pick = int(idx[0])
-            else:
-                k = max(1, min(self.k_neighbors, idx.size // 2))
-                typicality = knn_density(X[idx], k, squared=self.distance == "squared")
-                pick = int(idx[np.argmax(typicality)])
-            picks[t] = pick
-            available[pick] = False
-            remaining[cluster] -= 1
-            covered[cluster] += 1
+        picks, _, _ = typical_picks(X, cluster_of, sizes, sizes > self.min_cluster_size, size,
+                                    k_neighbors=self.k_neighbors,
+                                    squared=self.distance == "squared", labelled=labelled)
         return picks

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.resources
 import inspect
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -43,26 +47,42 @@ def available_selectors() -> list[str]:
 def load_selector_config(method: str) -> DictConfig:
     """The config of ``conf/selector/<method>.yaml`` (e.g. "nfpf", "ablation/nfpf_mse").
 
-    A file may extend another selector through Hydra's defaults list
-    (``defaults: [/selector/nfpf@_here_, _self_]``); that is resolved here too, so the
-    library and ``nfpf-run`` build the same object.
+    Hydra composes it, as ``nfpf-run selector=<method>`` does, so a file extending another
+    selector through its defaults list (``defaults: [/selector/nfpf@_here_, _self_]``) gives
+    the library and ``nfpf-run`` the same object.
     """
-    path = CONFIG_DIR / "selector" / f"{method}.yaml"
-    if not path.is_file():
+    if not (CONFIG_DIR / "selector" / f"{method}.yaml").is_file():
         raise ValueError(
             f"Unknown selector {method!r}. Known selectors: {', '.join(available_selectors())}."
         )
-    config = OmegaConf.load(path)
-    merged = OmegaConf.create()
-    for entry in config.pop("defaults", []) or []:
-        if entry == "_self_":
-            continue
-        parent = str(entry).split("@", 1)[0].removeprefix("/").removeprefix("selector/")
-        merged = OmegaConf.merge(merged, load_selector_config(parent))
-    # Outside nfpf-run no run config surrounds the selector: its references to the run's
-    # groups (``trainer: ${oc.select:trainer,null}``) resolve as if the group were absent.
-    standalone = OmegaConf.create({"selector": OmegaConf.merge(merged, config)})
-    return OmegaConf.create(OmegaConf.to_container(standalone.selector, resolve=True))
+    return OmegaConf.create(_composed_selector(method))
+
+
+_COMPOSE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _composed_selector(method: str) -> dict[str, Any]:
+    """The resolved selector node Hydra composes for ``+selector=<method>`` alone.
+
+    Outside ``nfpf-run`` no run config surrounds the selector: its references to the run's
+    groups (``trainer: ${oc.select:trainer,null}``) resolve as if the group were absent.
+    Hydra's composition goes through the process-wide ``GlobalHydra``, which a running
+    ``nfpf-run`` job holds: it is set aside for the composition and put back after.
+    """
+    with _COMPOSE_LOCK:
+        global_hydra = GlobalHydra.instance()
+        running = global_hydra.hydra
+        global_hydra.clear()
+        try:
+            with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
+                config = compose(overrides=[f"+selector={method}"])
+        finally:  # the composition initialised this same instance: empty it, then restore
+            global_hydra.clear()
+            GlobalHydra.set_instance(global_hydra)
+            if running is not None:
+                global_hydra.initialize(running)
+    return OmegaConf.to_container(config.selector, resolve=True)
 
 
 def check_selector_options(method: str, config: Mapping[str, Any]) -> None:

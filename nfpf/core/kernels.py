@@ -14,13 +14,21 @@ matrix products).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import pairwise_distances_argmin_min
 
-__all__ = ["KMeansResult", "as_device_tensor", "center_distances", "kmeans", "kmeans_plusplus",
-           "knn", "nearest_distinct"]
+__all__ = ["KMeansResult", "as_device_tensor", "center_distances", "check_k", "kmeans",
+           "kmeans_labels", "kmeans_plusplus", "knn", "nearest_distinct", "nearest_distinct_exact",
+           "resolve_n_init", "sq_distances_to"]
+
+log = logging.getLogger(__name__)
 
 #: Float32 entries of one distance block when no batch size is given (256 MB).
 BLOCK_ELEMENTS = 2**26
@@ -49,13 +57,15 @@ class KMeansResult:
 
 
 def as_device_tensor(X: np.ndarray | torch.Tensor, device: torch.device | str | None = None,
-                     ) -> torch.Tensor:
-    """``X`` as a float32 tensor on ``device`` (default: X's device, the CPU for arrays)."""
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``X`` as a ``dtype`` (float32) tensor on ``device`` (default: X's device, the CPU for
+    arrays)."""
     if isinstance(X, torch.Tensor):
-        return X.to(device=device or X.device, dtype=torch.float32)
+        return X.to(device=device or X.device, dtype=dtype)
     X = np.asarray(X)
-    if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
-        X = np.array(X, dtype=np.float32, order="C")  # torch cannot wrap read-only memory
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    if X.dtype != np_dtype or not X.flags.c_contiguous or not X.flags.writeable:
+        X = np.array(X, dtype=np_dtype, order="C")  # torch cannot wrap read-only memory
     return torch.from_numpy(X).to(device or "cpu")
 
 
@@ -72,9 +82,27 @@ def _sq_distances(block: torch.Tensor, block_sq: torch.Tensor, centers: torch.Te
     return d.add_(block_sq[:, None]).clamp_min_(0.0)
 
 
+def sq_distances_to(X: torch.Tensor, x_sq: torch.Tensor, y: torch.Tensor, chunk: int,
+                    ) -> torch.Tensor:
+    """Squared Euclidean distances (n,) from every row of ``X`` to the single row ``y``.
+
+    ``x_sq`` holds the rows' squared norms; computed ``chunk`` rows at a time as
+    ``|x|^2 - 2 x.y + |y|^2``, clamped at 0, so no (n, d) temporary is formed.
+    """
+    out = torch.empty(X.shape[0], dtype=torch.promote_types(X.dtype, x_sq.dtype),
+                      device=X.device)
+    y_sq = (y * y).sum()
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk]
+        d = x_sq[start:start + chunk] - 2.0 * (block @ y) + y_sq
+        out[start:start + chunk] = d.clamp_min_(0.0)
+    return out
+
+
 def center_distances(X: np.ndarray | torch.Tensor, centers: np.ndarray | torch.Tensor, *,
                      squared: bool = False, batch_size: int | None = None,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+                     device: torch.device | str | None = None,
+                     dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
     """Euclidean distances of every sample to every centre.
 
     Parameters
@@ -87,19 +115,27 @@ def center_distances(X: np.ndarray | torch.Tensor, centers: np.ndarray | torch.T
         Rows of ``X`` per distance block (default: blocks of about 256 MB).
     device : torch device, optional
         Where to compute (default: X's device).
+    dtype : torch dtype or None
+        Precision of the arithmetic; ``None``: X's (float64 stays float64, anything else is
+        float32).
 
     Returns
     -------
-    Tensor of shape (n, K), float32, on the computing device.
+    Tensor of shape (n, K), on the computing device.
     """
-    X = as_device_tensor(X, device)
-    C = as_device_tensor(centers, X.device)
+    if dtype is None:
+        dtype = torch.float64 if X.dtype in (np.float64, torch.float64) else torch.float32
+    X = as_device_tensor(X, device, dtype)
+    C = as_device_tensor(centers, X.device, dtype)
     c_sq = (C * C).sum(dim=1)
-    out = torch.empty((X.shape[0], C.shape[0]), dtype=torch.float32, device=X.device)
     step = _rows_per_block(C.shape[0], batch_size)
-    for start in range(0, X.shape[0], step):
-        block = X[start:start + step]
-        out[start:start + step] = _sq_distances(block, (block * block).sum(dim=1), C, c_sq)
+    if step >= X.shape[0]:  # one block: no copy into an output matrix
+        out = _sq_distances(X, (X * X).sum(dim=1), C, c_sq)
+    else:
+        out = torch.empty((X.shape[0], C.shape[0]), dtype=dtype, device=X.device)
+        for start in range(0, X.shape[0], step):
+            block = X[start:start + step]
+            out[start:start + step] = _sq_distances(block, (block * block).sum(dim=1), C, c_sq)
     return out if squared else out.sqrt_()
 
 
@@ -192,7 +228,13 @@ def _check_clusters(n_clusters: int, n: int) -> int:
     return int(n_clusters)
 
 
-def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int = 1,
+def resolve_n_init(n_init: int | str) -> int:
+    """Restarts of a k-means++ k-means: ``"auto"`` is one, as scikit-learn's ``KMeans``
+    resolves it for a k-means++ init."""
+    return 1 if n_init == "auto" else int(n_init)
+
+
+def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int | str = 1,
            max_iter: int = 300, seed: int = 0, tol: float = 1e-4,
            batch_size: int | None = None, device: torch.device | str | None = None,
            init: np.ndarray | torch.Tensor | None = None) -> KMeansResult:
@@ -209,8 +251,9 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int = 1,
     ----------
     X : array or Tensor of shape (n, d)
     n_clusters : int, 1 <= n_clusters <= n
-    n_init : int
+    n_init : int or "auto"
         Restarts; the one with the lowest inertia is kept (ignored when ``init`` is given).
+        ``"auto"``: one (:func:`resolve_n_init`).
     max_iter : int
         Lloyd iterations per restart.
     seed : int
@@ -233,7 +276,8 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int = 1,
     Time O(n_init * max_iter * n * K * d); memory O(n * d) for the centred copy plus
     O(batch_size * K).
     """
-    if int(n_init) < 1 or int(max_iter) < 1:
+    n_init = resolve_n_init(n_init)
+    if n_init < 1 or int(max_iter) < 1:
         raise ValueError(f"n_init and max_iter must be >= 1; got {n_init}, {max_iter}.")
     X = as_device_tensor(X, device)
     n_clusters = _check_clusters(n_clusters, X.shape[0])
@@ -255,6 +299,35 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int = 1,
             best = result
     best.centers = (best.centers.double() + mean).float()
     return best
+
+
+def kmeans_labels(X: np.ndarray | torch.Tensor, n_clusters: int, seed: int, *,
+                  n_init: int | str = "auto", max_iter: int | None = None,
+                  minibatch_above: int | None = None, batch_size: int | None = None,
+                  device: torch.device | str | None = None) -> np.ndarray:
+    """The K-means cluster of every row of ``X``, as the clustering selectors run it.
+
+    One cluster: all zeros. With ``device``: :func:`kmeans` there (full Lloyd). Else
+    scikit-learn: ``MiniBatchKMeans`` (``batch_size`` rows per batch, default
+    ``max(1024, 3 K)``) when ``n_clusters > minibatch_above``, otherwise ``KMeans``.
+    ``max_iter=None`` keeps each algorithm's default.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+    """
+    if n_clusters == 1:
+        return np.zeros(len(X), dtype=np.int64)
+    iterations = {} if max_iter is None else {"max_iter": max_iter}
+    if device is not None:
+        return kmeans(X, n_clusters, n_init=n_init, seed=seed, device=device,
+                      **iterations).labels.cpu().numpy()
+    if minibatch_above is not None and n_clusters > minibatch_above:
+        km = MiniBatchKMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed,
+                             batch_size=batch_size or max(1024, 3 * n_clusters), **iterations)
+    else:
+        km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed, **iterations)
+    return km.fit_predict(X).astype(np.int64)
 
 
 def _lloyd(X: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, max_iter: int,
@@ -306,17 +379,33 @@ def _relocate_empty(X: torch.Tensor, labels: torch.Tensor, min_sq: torch.Tensor,
             counts[cluster] = 1
 
 
+def check_k(k: int, n: int) -> int:
+    """Validate a number of neighbours for a pool of ``n`` samples and return it as ``int``.
+
+    Each sample has ``n - 1`` neighbours other than itself, so ``1 <= k <= n - 1``.
+    """
+    if isinstance(k, bool) or not isinstance(k, Integral | float) or not float(k).is_integer() \
+            or k < 1:
+        raise ValueError(f"k must be a whole number of neighbours >= 1; got {k!r}.")
+    if k > n - 1:
+        raise ValueError(f"k must be at most {n - 1}: k={int(k)} is larger than the pool "
+                         f"allows (each of the {n} samples has {n - 1} neighbours other than "
+                         f"itself). Choose k <= {n - 1}.")
+    return int(k)
+
+
 def knn(X: np.ndarray | torch.Tensor, k: int, *, squared: bool = False,
         chunk_size: int | None = None, device: torch.device | str | None = None,
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` nearest *other* samples of every sample, nearest first.
 
     The sample itself is excluded by index, so an exact duplicate is a neighbour at
-    distance 0 (the convention of the CPU kNN of TypiClust and USL).
+    distance 0 (the convention of the kNN of TypiClust and USL).
 
     Parameters
     ----------
     X : array or Tensor of shape (n, d)
+        Float64 stays float64; any other dtype is computed in float32.
     k : int, 1 <= k <= n - 1
     squared : bool
         Return squared Euclidean distances.
@@ -327,22 +416,21 @@ def knn(X: np.ndarray | torch.Tensor, k: int, *, squared: bool = False,
 
     Returns
     -------
-    distances : Tensor of shape (n, k), float32
+    distances : Tensor of shape (n, k), X's float precision
     indices : Tensor of shape (n, k), int64
 
     Time O(n^2 d); memory O(chunk_size * n + n * k).
     """
-    X = as_device_tensor(X, device)
+    float64 = X.dtype in (np.float64, torch.float64)
+    X = as_device_tensor(X, device, torch.float64 if float64 else torch.float32)
     n = X.shape[0]
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= n - 1:
-        raise ValueError(f"k must be a whole number in [1, {n - 1}] (each of the {n} samples "
-                         f"has {n - 1} others); got {k!r}.")
-    k = int(k)
+    k = check_k(k, n)
     x_sq = (X * X).sum(dim=1)
-    out_d = torch.empty((n, k), dtype=torch.float32, device=X.device)
+    out_d = torch.empty((n, k), dtype=X.dtype, device=X.device)
     out_i = torch.empty((n, k), dtype=torch.int64, device=X.device)
     step = _rows_per_block(n, chunk_size)
-    for start in range(0, n, step):
+    n_blocks = -(-n // step)
+    for b, start in enumerate(range(0, n, step)):
         stop = min(start + step, n)
         # |x_j|^2 - 2 x_i.x_j ranks row i like the squared distance; |x_i|^2 is added back
         # to the k values kept
@@ -351,6 +439,8 @@ def knn(X: np.ndarray | torch.Tensor, k: int, *, squared: bool = False,
         values, idx = torch.topk(block, k, dim=1, largest=False, sorted=True)
         out_d[start:stop] = values.add_(x_sq[start:stop, None]).clamp_min_(0.0)
         out_i[start:stop] = idx
+        if n_blocks >= 20 and (b + 1) % max(1, n_blocks // 10) == 0:
+            log.info("kNN distances: %d/%d rows", stop, n)
     return (out_d if squared else out_d.sqrt_()), out_i
 
 
@@ -386,20 +476,71 @@ def nearest_distinct(X: np.ndarray | torch.Tensor, centers: np.ndarray | torch.T
         better = values < best_d  # strict: an earlier block wins ties (first index)
         best_d = torch.where(better, values, best_d)
         best_i = torch.where(better, idx + start, best_i)
-    nearest = best_i.cpu().numpy()
+
+    def sq_distances_of(j: int) -> np.ndarray:
+        return _sq_distances(C[j][None, :], c_sq[j:j + 1], X, x_sq)[0].cpu().numpy()
+
+    return take_distinct(best_i.cpu().numpy(), sq_distances_of)
+
+
+def nearest_distinct_exact(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """:func:`nearest_distinct` in numpy: scikit-learn's distances in X's precision.
+
+    The CPU reference of the K-means selector: the nearest samples come from
+    :func:`sklearn.metrics.pairwise_distances_argmin_min`, a colliding centre's distances
+    from exact differences.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (K, d), K <= n
+
+    Returns
+    -------
+    ndarray of shape (K,), int64: distinct rows of ``X``.
+    """
+    nearest, _ = pairwise_distances_argmin_min(centers, X)
+
+    def sq_distances_of(j: int) -> np.ndarray:
+        diff = X - centers[j]
+        return np.einsum("ij,ij->i", diff, diff)
+
+    return take_distinct(nearest.astype(np.int64), sq_distances_of)
+
+
+def take_distinct(nearest: np.ndarray, sq_distances_of: Callable[[int], np.ndarray],
+                  ) -> np.ndarray:
+    """Make the centres' nearest samples distinct, centre by centre in order.
+
+    Parameters
+    ----------
+    nearest : ndarray of shape (K,), int
+        Each centre's nearest sample.
+    sq_distances_of : callable
+        ``sq_distances_of(j)``: squared distances (n,) of every sample to centre ``j``,
+        asked only for a centre whose nearest sample an earlier centre took.
+
+    Returns
+    -------
+    ndarray of shape (K,), int64: ``nearest``, where a later centre sharing a nearest sample
+    takes its nearest free sample instead (first index on ties).
+    """
+    nearest = np.asarray(nearest, dtype=np.int64)
     if np.unique(nearest).size == nearest.size:
         return nearest
-    # duplicates in the pool: later centres sharing a nearest sample take the nearest free one
-    taken = torch.zeros(X.shape[0], dtype=torch.bool, device=X.device)
+    # Duplicates in the pool: a loop over the centres, not the samples.
+    taken: np.ndarray | None = None
     out = np.empty(len(nearest), dtype=np.int64)
     seen: set[int] = set()
-    for j, i in enumerate(nearest.tolist()):  # a loop over centres, not samples
+    for j, i in enumerate(nearest.tolist()):
         if i not in seen:
             out[j] = i
         else:
-            d = _sq_distances(C[j][None, :], c_sq[j:j + 1], X, x_sq)[0]
-            d[taken] = float("inf")
-            out[j] = int(torch.argmin(d))
+            d = np.array(sq_distances_of(j), copy=True)
+            if taken is None:
+                taken = np.zeros(d.size, dtype=bool)
+            taken[list(seen)] = True
+            d[taken] = np.inf
+            out[j] = int(np.argmin(d))
         seen.add(int(out[j]))
-        taken[int(out[j])] = True
     return out

@@ -8,17 +8,37 @@ pixels, its images -- and a budget, and returns that many distinct indices into 
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_scalar
 
-__all__ = ["MAX_SEED", "Pool", "RankingSelector", "Selector", "as_pool", "candidate_subset",
-           "candidate_subset_size", "check_budget", "check_indices", "check_seed",
-           "select_on_subset"]
+from nfpf.core import device as nfpf_device
+
+__all__ = [
+    "MAX_SEED",
+    "Pool",
+    "RankingSelector",
+    "Selector",
+    "SubsetSelector",
+    "as_pool",
+    "candidate_subset",
+    "candidate_subset_size",
+    "check_budget",
+    "check_choice",
+    "check_indices",
+    "check_param",
+    "check_seed",
+    "select_on_subset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +167,12 @@ def check_seed(seed: Any) -> int:
     The one rule for every selector, :func:`nfpf.select`, ``nfpf-run`` and ``nfpf-select``,
     checked before any work.
     """
-    value = _as_whole(seed)
-    if value is None or not 0 <= value <= MAX_SEED:
+    value = _as_whole(seed)  # "3" and 3.0 (from a command line or a config) are 3
+    try:
+        check_scalar(value, "seed", Integral, min_val=0, max_val=MAX_SEED)
+    except (TypeError, ValueError):
         raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}; got {seed!r}. "
-                         f"Use e.g. seed=0.")
+                         f"Use e.g. seed=0.") from None
     return value
 
 
@@ -188,12 +210,77 @@ def check_indices(indices: Any, budget: int, n: int, who: str = "selector") -> n
     return indices
 
 
-class Selector(ABC):
-    """Base class of every selection method.
+_BRACKETS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
 
-    Subclasses take their parameters in ``__init__`` (validated there, scikit-learn style)
-    and implement :meth:`_select`. Callers use :meth:`select`, which validates the pool and
-    the budget before any work and the returned indices after it.
+
+def _allowed_range(kind: type, low: Real | None, high: Real | None, closed: str) -> str:
+    """Words for what :func:`check_param` accepts, e.g. "an integer >= 1"."""
+    what = "an integer" if kind is Integral else "a number"
+    left, right = _BRACKETS[closed]
+    if low is not None and high is not None:
+        return f"{what} in {left}{low}, {high}{right}"
+    if low is not None:
+        return f"{what} {'>=' if left == '[' else '>'} {low}"
+    if high is not None:
+        return f"{what} {'<=' if right == ']' else '<'} {high}"
+    return "a finite number" if kind is Real else what
+
+
+def check_param(name: str, value: Any, kind: type = Integral, *, low: Real | None = None,
+                high: Real | None = None, closed: str = "both", also: Collection = (),
+                hint: str = "") -> None:
+    """Raise a one-line ``ValueError`` unless ``value`` is a ``kind`` within the bounds.
+
+    The type and range are checked by :func:`sklearn.utils.check_scalar`; a bool is neither
+    an integer nor a number here, and a number must be finite.
+
+    Parameters
+    ----------
+    name : str
+        The option, as the user writes it (e.g. ``"n_init"`` or ``"selector.rounds"``).
+    value : object
+        Its value, left unchanged (scikit-learn stores constructor parameters as given).
+    kind : {numbers.Integral, numbers.Real}
+    low, high : number, optional
+        Bounds; ``closed`` (``"both"``, ``"left"``, ``"right"``, ``"neither"``) says which
+        of them are allowed values.
+    also : collection
+        Other accepted values (e.g. ``(None,)`` or ``("auto",)``), named in the message.
+    hint : str
+        Words appended to the allowed range, e.g. ``" (None: never subsample)"``.
+    """
+    if any(value is other or (isinstance(value, str) and value == other) for other in also):
+        return
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError(name)
+        check_scalar(value, name, kind, min_val=low, max_val=high, include_boundaries=closed)
+        if not math.isfinite(value):
+            raise ValueError(name)
+    except (TypeError, ValueError):
+        allowed = " or ".join([_allowed_range(kind, low, high, closed),
+                               *(repr(other) for other in also)])
+        raise ValueError(f"{name} must be {allowed}{hint}; got {value!r}.") from None
+
+
+def check_choice(name: str, value: Any, choices: Collection, hint: str = "") -> None:
+    """Raise a one-line ``ValueError`` unless ``value`` is one of ``choices``."""
+    if not any(value is choice or (isinstance(value, str) and value == choice)
+               for choice in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}{hint}; "
+                         f"got {value!r}.")
+
+
+class Selector(BaseEstimator, ABC):
+    """Base class of every selection method: a scikit-learn estimator.
+
+    Subclasses take their parameters in ``__init__`` and store each one unchanged under its
+    own name (scikit-learn's contract, so that ``get_params``, ``set_params``,
+    :func:`sklearn.base.clone` and the ``repr`` work), check them in :meth:`check_params`
+    (called by ``__init__`` and again by :meth:`select`, so bad input is refused before any
+    work, also after ``set_params``) and implement :meth:`_select`. Callers use
+    :meth:`select`, which validates the pool and the budget before any work and the returned
+    indices after it.
 
     After :meth:`select`, ``info_`` holds a small JSON-serialisable dict about the last
     selection (e.g. that a candidate subset was used) and ``history_`` a list of per-round
@@ -224,30 +311,27 @@ class Selector(ABC):
         indices : ndarray of shape (budget,), int64
             Distinct indices into the pool, in the order the method chose them.
         """
+        seed, pool, budget = self._start(pool, budget, seed)
+        indices = self._select(pool, budget, seed)
+        return check_indices(indices, budget, pool.n, who=type(self).__name__)
+
+    def check_params(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first bad parameter (none here)."""
+
+    def _start(self, pool: Pool | np.ndarray, budget: Any, seed: Any) -> tuple[int, Pool, int]:
+        """Check the parameters, the seed, the pool and the budget; reset ``info_`` and
+        ``history_``."""
+        self.check_params()
         seed = check_seed(seed)
         pool = as_pool(pool)
         budget = check_budget(budget, pool.n)
         self.info_ = {}
         self.history_ = []
-        indices = self._select(pool, budget, seed)
-        return check_indices(indices, budget, pool.n, who=type(self).__name__)
+        return seed, pool, budget
 
     @abstractmethod
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         """Return ``budget`` distinct indices into ``pool`` (validated by :meth:`select`)."""
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as stored on the instance (scikit-learn convention)."""
-        import inspect
-
-        names = [
-            p for p in inspect.signature(type(self).__init__).parameters if p != "self"
-        ]
-        return {name: getattr(self, name) for name in names if hasattr(self, name)}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
 
 class RankingSelector(Selector):
@@ -277,11 +361,7 @@ class RankingSelector(Selector):
         ranking : ndarray of shape (m,), int64
             Distinct pool indices, ``budget <= m <= n``, best first.
         """
-        seed = check_seed(seed)
-        pool = as_pool(pool)
-        budget = check_budget(budget, pool.n)
-        self.info_ = {}
-        self.history_ = []
+        seed, pool, budget = self._start(pool, budget, seed)
         ranking = np.asarray(self._rank(pool, budget, seed), dtype=np.int64)
         if ranking.size < budget:
             raise RuntimeError(f"{type(self).__name__} ranked {ranking.size} samples, fewer "
@@ -343,3 +423,38 @@ def select_on_subset(pool: Pool, budget: int, seed: int, max_candidates: int | N
         return select(pool, budget, seed), None
     sub = Pool(np.asarray(pool.features[subset]), n_classes=pool.n_classes)
     return subset[select(sub, budget, seed)], int(subset.size)
+
+
+class SubsetSelector(Selector):
+    """A selector with the options ``max_candidates`` and ``device``: it runs on the seeded
+    candidate subset (:func:`select_on_subset`) on the computing device.
+
+    Subclasses implement :meth:`_select_all`, the method on a pool that fits. ``info_``
+    records ``candidate_subset`` (its size, or None) and, on a GPU, ``device``.
+    """
+
+    max_candidates: int | None
+    device: str
+    #: The option to lower when the GPU runs out of memory.
+    memory_option: ClassVar[str] = "selector.chunk_size"
+
+    def check_params(self) -> None:
+        check_param("max_candidates", self.max_candidates, low=1, also=(None,),
+                    hint=" (None: never subsample)")
+        nfpf_device.check_device(self.device)
+
+    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        gpu = nfpf_device.compute_device(self.device)
+        who = type(self).__name__.lower()
+        with nfpf_device.gpu_memory_guard(who, self.memory_option):
+            picks, size = select_on_subset(pool, budget, seed, self.max_candidates, who,
+                                           functools.partial(self._select_all, gpu=gpu))
+        self.info_["candidate_subset"] = size
+        if gpu is not None:
+            self.info_["device"] = str(gpu)
+        return picks
+
+    @abstractmethod
+    def _select_all(self, pool: Pool, budget: int, seed: int, gpu: Any = None) -> np.ndarray:
+        """Return ``budget`` distinct indices into ``pool``, computing on ``gpu`` (a torch
+        device) or, when None, on the CPU."""

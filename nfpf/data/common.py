@@ -1,4 +1,4 @@
-"""Helpers shared by the file-based loaders: errors and subsampling."""
+"""Helpers shared by the file-based loaders: errors, paths, subsampling, building a Dataset."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nfpf.data.base import DATA_ROOT_ENV, DatasetNotFoundError
+from nfpf.data.base import DATA_ROOT_ENV, Dataset, DatasetNotFoundError
 
 __all__ = [
     "DatasetFormatError",
     "missing_dataset",
     "require_path",
     "subsample_per_class",
+    "uint8_dataset",
 ]
+
 
 class DatasetFormatError(ValueError):
     """A dataset file exists but does not hold what its loader expects."""
@@ -47,12 +49,16 @@ def missing_dataset(
 
 
 def require_path(
-    dataset: str, path: Path, root: Path, *, downloadable: bool = False, what: str = ""
+    dataset: str, path: str | Path, root: Path, *, downloadable: bool = False, what: str = ""
 ) -> Path:
-    """Return ``path`` if it exists, else raise :func:`missing_dataset`'s error."""
-    if not Path(path).exists():
+    """``path`` (``~`` expanded; a relative one taken relative to the data root ``root``) if
+    it exists, else raise :func:`missing_dataset`'s error."""
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        path = Path(root) / path
+    if not path.exists():
         raise missing_dataset(dataset, path, root, downloadable=downloadable, what=what)
-    return Path(path)
+    return path
 
 
 def subsample_per_class(
@@ -87,3 +93,47 @@ def subsample_per_class(
             members = rng.choice(members, size=int(max_per_class), replace=False)
         keep.append(members)
     return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+def uint8_dataset(
+    name: str,
+    pool: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: list[str],
+    max_per_class: int | None = None,
+    split_seed: int = 0,
+) -> Dataset:
+    """A :class:`Dataset` of uint8 images: each split subsampled (optionally), scaled to [0, 1].
+
+    Parameters
+    ----------
+    name : str
+    pool, test : (images, labels)
+        uint8 images of shape (n, C, H, W) and their labels.
+    class_names : list of str
+    max_per_class : int, optional
+        Keep at most this many random images per class in each split
+        (:func:`subsample_per_class` seeded ``split_seed`` for the pool, ``split_seed + 1``
+        for the test split).
+    split_seed : int, default 0
+
+    Returns
+    -------
+    Dataset
+        Images float32 in [0, 1], labels int64.
+    """
+    parts = []
+    for offset, (images, labels) in enumerate((pool, test)):
+        keep = subsample_per_class(labels, max_per_class, split_seed + offset)
+        parts.append((images[keep].astype(np.float32) / np.float32(255.0),
+                      np.asarray(labels)[keep].astype(np.int64)))
+    (pool_x, pool_y), (test_x, test_y) = parts
+    return Dataset(
+        name=name,
+        pool_images=pool_x,
+        pool_labels=pool_y,
+        test_images=test_x,
+        test_labels=test_y,
+        class_names=class_names,
+        image_shape=tuple(pool_x.shape[1:]),
+    )

@@ -9,15 +9,16 @@ Accepted layouts under ``path`` (absolute, or relative to the data root):
   ``<cache_dir>/unpacked/<dir name>-<hash>/``: extraction goes to a temporary directory that
   is renamed when complete, so an interrupted unpack is redone rather than half used.
 
-Decoded images (uint8, after resizing/conversion) are cached as ``.npy`` under
-``<cache_dir>/decoded/``, keyed by the tree, the file list and the image options, so a second
-load skips JPEG decoding. ``cache_dir`` defaults to ``$NFPF_CACHE_DIR`` or ``~/.cache/nfpf``.
+Images are decoded by :mod:`nfpf.data.images` (the rules ``nfpf-select`` uses too), without
+its reduced-scale JPEG ``draft``, so pixels are those of a full decode. The decoded uint8
+arrays are cached as ``.npy`` under ``<cache_dir>/decoded/``, keyed by
+:func:`nfpf.data.images.decoded_images_key` (file names, sizes, modification times and the
+image options), so a second load skips decoding. ``cache_dir`` defaults to
+``$NFPF_CACHE_DIR`` or ``~/.cache/nfpf``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -35,21 +36,29 @@ from nfpf.data.common import (
     DatasetFormatError,
     require_path,
     subsample_per_class,
+    uint8_dataset,
+)
+from nfpf.data.images import (
+    IMAGE_EXTENSIONS,
+    MODES,
+    ImageSizeError,
+    decode_files,
+    decode_image,
+    decoded_images_key,
+    file_stats,
+    is_image_name,
+    parse_image_size,
 )
 from nfpf.data.splits import stratified_split
-from nfpf.io import cache_root, write_npy_atomic
+from nfpf.io import cache_root, config_hash, write_npy_atomic
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMG_EXTENSIONS", "list_image_tree", "load_image_folder", "unpack_archives"]
+__all__ = ["list_image_tree", "load_image_folder", "unpack_archives"]
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-MODES = {"RGB": 3, "L": 1}
-
-
-def _sha1(obj: object) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+#: Decoding threads (Pillow releases the GIL while decoding; the result does not depend on it).
+DECODE_WORKERS = 4
 
 
 def _archives(directory: Path) -> list[Path]:
@@ -112,9 +121,10 @@ def unpack_archives(archive_dir: Path, cache_root: Path, progress: bool = True) 
     """
     archive_dir = Path(archive_dir)
     archives = _archives(archive_dir)
-    key = _sha1([str(archive_dir.resolve()), [(a.name, a.stat().st_size) for a in archives]])
+    key = config_hash([str(archive_dir.resolve()),
+                       [(a.name, a.stat().st_size) for a in archives]], length=12)
     parent = Path(cache_root) / "unpacked"
-    target = parent / f"{archive_dir.name}-{key[:12]}"
+    target = parent / f"{archive_dir.name}-{key}"
     if target.is_dir():
         return target
     parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +163,7 @@ def _images_under(directory: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames.sort()
         found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if f.lower().endswith(IMG_EXTENSIONS) and not f.startswith("."))
+                     if is_image_name(f))
     return found
 
 
@@ -185,61 +195,39 @@ def list_image_tree(
     return files, np.asarray(labels, dtype=np.int64), names
 
 
-def _parse_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    size = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or int(s) != s or s < 1 for s in size):
-        raise ValueError(
-            f"image_size must be a positive int or [height, width]; got {image_size!r}."
-        )
-    return int(size[0]), int(size[1])
-
-
-def _decode(
-    files: Sequence[Path], size: tuple[int, int] | None, mode: str, desc: str, progress: bool
-) -> np.ndarray:
-    """Decode ``files`` to uint8 (n, C, H, W); resize to ``size`` (H, W) when given."""
-    from PIL import Image, UnidentifiedImageError
-
-    channels = MODES[mode]
-    out: np.ndarray | None = None
-    for i, file in enumerate(tqdm(files, desc=desc, unit="img", disable=not progress,
-                                  mininterval=1.0)):
-        try:
-            with Image.open(file) as im:
-                im = im.convert(mode)
-                if out is None:
-                    h, w = size if size is not None else (im.height, im.width)
-                    out = np.empty((len(files), h, w, channels), dtype=np.uint8)
-                if im.size != (out.shape[2], out.shape[1]):
-                    if size is None:
-                        raise DatasetFormatError(
-                            f"{file}: image is {im.width}x{im.height} (W x H) but the first "
-                            f"image is {out.shape[2]}x{out.shape[1]}; pass image_size=[H, W] "
-                            f"to resize all images to one size."
-                        )
-                    im = im.resize((out.shape[2], out.shape[1]), Image.BILINEAR)
-                out[i] = np.asarray(im).reshape(out.shape[1], out.shape[2], channels)
-        except (UnidentifiedImageError, OSError) as err:
-            raise DatasetFormatError(f"{file}: cannot read the image ({err}).") from err
-    if out is None:
+def _decode(files: Sequence[Path], size: tuple[int, int] | None, mode: str, desc: str,
+            progress: bool) -> np.ndarray:
+    """Decode ``files`` to uint8 (n, C, H, W), resized to ``size`` (H, W) when given, else
+    all of the first image's size; the first unreadable file is a DatasetFormatError."""
+    if not files:
         h, w = size if size is not None else (1, 1)
-        out = np.empty((0, h, w, channels), dtype=np.uint8)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return np.empty((0, MODES[mode], h, w), dtype=np.uint8)
+    resize = "stretch" if size is not None else None
+    if size is None:
+        try:
+            size = decode_image(files[0], None, mode, draft=False).shape[:2]
+        except Exception as err:
+            raise DatasetFormatError(f"{files[0]}: cannot read the image ({err}).") from err
+    images, _, failures = decode_files(files, size, mode, resize, draft=False,
+                                       num_workers=DECODE_WORKERS, progress=progress, desc=desc)
+    if failures:
+        i, err = failures[0]
+        if isinstance(err, ImageSizeError):
+            raise DatasetFormatError(
+                f"{files[i]}: {err}, the size of the first image; pass image_size=[H, W] to "
+                f"resize all images to one size.")
+        raise DatasetFormatError(f"{files[i]}: cannot read the image ({err}).") from err
+    return images
 
 
 def _decoded_cached(
     tree: Path, files: list[Path], size: tuple[int, int] | None, mode: str,
     cache_root: Path, label: str, progress: bool,
 ) -> np.ndarray:
-    key = _sha1({
-        "tree": str(tree.resolve()),
-        "files": [str(f.relative_to(tree)) for f in files],
-        "size": size,
-        "mode": mode,
-    })
-    path = Path(cache_root) / "decoded" / f"{tree.name}-{label}-{key[:16]}.npy"
+    names = [f.relative_to(tree).as_posix() for f in files]
+    key = decoded_images_key(names, *file_stats(files), {"size": size, "mode": mode},
+                             length=16)
+    path = Path(cache_root) / "decoded" / f"{tree.name}-{label}-{key}.npy"
     if path.exists():
         try:
             arr = np.load(path)
@@ -273,6 +261,9 @@ def load_image_folder(
     name: str = "image_folder",
 ) -> Dataset:
     """Load an image-folder tree (or a directory of archives of one) as a :class:`Dataset`.
+
+    Images are decoded by :func:`nfpf.data.images.decode_image` with a full decode (no
+    reduced-scale JPEG draft) and cached; see the module docstring.
 
     Parameters
     ----------
@@ -311,12 +302,9 @@ def load_image_folder(
         )
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}; got {mode!r}.")
-    size = _parse_size(image_size)
-    root = Path(root)
-    location = Path(path).expanduser()
-    if not location.is_absolute():
-        location = root / location
-    require_path(name, location, root, what="an image-folder tree or a directory of archives")
+    size = None if image_size is None else parse_image_size(image_size)
+    location = require_path(name, path, root,
+                            what="an image-folder tree or a directory of archives")
     if not location.is_dir():
         raise DatasetFormatError(f"{location}: expected a directory, found a file.")
     cache = Path(cache_dir).expanduser() if cache_dir else cache_root()
@@ -346,33 +334,24 @@ def load_image_folder(
     if not pool_files or not test_files:
         raise DatasetFormatError(
             f"{tree}: found {len(pool_files)} pool and {len(test_files)} test images "
-            f"({', '.join(IMG_EXTENSIONS)}); expected <{pool_split}|{test_split}>/<class>/"
+            f"({', '.join(IMAGE_EXTENSIONS)}); expected <{pool_split}|{test_split}>/<class>/"
             f"<image> or <class>/<image>."
         )
 
     arrays = []
     for offset, (label, files, y) in enumerate(
         (("pool", pool_files, pool_y), ("test", test_files, test_y))
-    ):
+    ):  # subsampled before decoding, so that unused files are never decoded
         keep = subsample_per_class(y, max_per_class, int(split_seed) + offset)
         files = [files[i] for i in keep]
-        images = _decoded_cached(tree, files, size, mode, cache, label, progress)
-        arrays.append((images.astype(np.float32) / np.float32(255.0), y[keep]))
-    (pool_x, pool_y), (test_x, test_y) = arrays
+        arrays.append((_decoded_cached(tree, files, size, mode, cache, label, progress), y[keep]))
+    (pool_x, _), (test_x, _) = arrays
     if pool_x.shape[1:] != test_x.shape[1:]:
         raise DatasetFormatError(
             f"{tree}: pool images are {pool_x.shape[1:]} but test images {test_x.shape[1:]}; "
             f"pass image_size=[H, W]."
         )
-    return Dataset(
-        name=name,
-        pool_images=pool_x,
-        pool_labels=pool_y,
-        test_images=test_x,
-        test_labels=test_y,
-        class_names=classes,
-        image_shape=tuple(pool_x.shape[1:]),
-    )
+    return uint8_dataset(name, arrays[0], arrays[1], classes)
 
 
 @register_dataset("image_folder")

@@ -246,9 +246,7 @@ def _reshape(path: Path, x: np.ndarray, image_shape: tuple[int, ...], order: str
 
 def load_mat(
     root: Path,
-    file: str | Path,
-    *,
-    name: str = "mat",
+    file: str | Path | None = None,
     variables: Sequence[str] | None = None,
     image_shape: Sequence[int] | None = None,
     order: str = "C",
@@ -256,6 +254,8 @@ def load_mat(
     labels: str = "identity",
     test_fraction: float = 0.3,
     split_seed: int = 0,
+    *,
+    name: str = "mat",
 ) -> Dataset:
     """Load a labelled .mat file and split it (seeded, stratified) into pool and test.
 
@@ -264,9 +264,7 @@ def load_mat(
     root : Path
         Data root; a relative ``file`` is resolved against it.
     file : str or Path
-        The .mat file.
-    name : str, default "mat"
-        Name given to the returned :class:`Dataset`.
+        The .mat file (required).
     variables : [str, str], optional
         Data and label variable names; by default the first pair of
         :data:`VARIABLE_PAIRS` present in the file.
@@ -280,6 +278,8 @@ def load_mat(
         Map applied to raw labels before they are remapped to 0..K-1.
     test_fraction : float in (0, 1), default 0.3
     split_seed : int, default 0
+    name : str, default "mat"
+        Name given to the returned :class:`Dataset`.
 
     Returns
     -------
@@ -287,11 +287,12 @@ def load_mat(
         Images float32 (n, *image_shape) in [0, 1]; labels int64 in 0..K-1; class names are
         the (mapped) original label values as strings.
     """
-    root = Path(root)
-    path = Path(file).expanduser()
-    if not path.is_absolute():
-        path = root / path
-    require_path(name, path, root, what="a MATLAB .mat file")
+    if not file:
+        raise ValueError(
+            f"dataset {name!r} needs the option file=<path to a .mat file> (absolute, or "
+            f"relative to the data root), e.g. dataset.file=ual/ORL.mat."
+        )
+    path = require_path(name, file, root, what="a MATLAB .mat file")
     if labels not in LABEL_MAPS:
         raise ValueError(f"labels must be one of {list(LABEL_MAPS)}; got {labels!r}.")
     found = list_variables(path)
@@ -362,27 +363,5 @@ for _name, _spec in MAT_SETS.items():
     register_dataset(_name)(_make_loader(_name, _spec))
 
 
-@register_dataset("mat")
-def load_any_mat(
-    root: Path,
-    file: str | None = None,
-    variables: Sequence[str] | None = None,
-    image_shape: Sequence[int] | None = None,
-    order: str = "C",
-    scale: str = "auto",
-    labels: str = "identity",
-    test_fraction: float = 0.3,
-    split_seed: int = 0,
-) -> Dataset:
-    """Any labelled .mat file: ``load_dataset("mat", file="my.mat", image_shape=[1, 32, 32])``.
-
-    See :func:`load_mat` for the options; ``file`` is required.
-    """
-    if not file:
-        raise ValueError(
-            "dataset 'mat' needs the option file=<path to a .mat file> (absolute, or relative "
-            "to the data root), e.g. dataset.file=ual/ORL.mat."
-        )
-    return load_mat(root, file, variables=variables, image_shape=image_shape, order=order,
-                    scale=scale, labels=labels, test_fraction=test_fraction,
-                    split_seed=split_seed)
+# any labelled .mat file: load_dataset("mat", file="my.mat", image_shape=[1, 32, 32])
+register_dataset("mat")(load_mat)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nfpf.data.base import Dataset, register_dataset
-from nfpf.data.common import missing_dataset, subsample_per_class
+from nfpf.data.common import missing_dataset, uint8_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -23,35 +23,6 @@ _MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-
-
-def _to_float(images_uint8: np.ndarray) -> np.ndarray:
-    return images_uint8.astype(np.float32) / np.float32(255.0)
-
-
-def _finish(
-    name: str,
-    pool: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    class_names: list[str],
-    max_per_class: int | None,
-    split_seed: int,
-) -> Dataset:
-    """Subsample (optionally), scale uint8 (n, C, H, W) to float32 in [0, 1], build a Dataset."""
-    parts = []
-    for offset, (images, labels) in enumerate((pool, test)):
-        keep = subsample_per_class(labels, max_per_class, split_seed + offset)
-        parts.append((_to_float(images[keep]), labels[keep].astype(np.int64)))
-    (pool_x, pool_y), (test_x, test_y) = parts
-    return Dataset(
-        name=name,
-        pool_images=pool_x,
-        pool_labels=pool_y,
-        test_images=test_x,
-        test_labels=test_y,
-        class_names=class_names,
-        image_shape=tuple(pool_x.shape[1:]),
-    )
 
 
 @register_dataset("mnist")
@@ -84,7 +55,7 @@ def load_mnist(
         except RuntimeError as err:  # torchvision: "Dataset not found..."
             raise missing_dataset("mnist", raw, root, downloadable=True) from err
         splits.append((ds.data.numpy()[:, None, :, :], ds.targets.numpy()))
-    return _finish("mnist", splits[0], splits[1], [str(d) for d in range(10)],
+    return uint8_dataset("mnist", splits[0], splits[1], [str(d) for d in range(10)],
                    max_per_class, split_seed)
 
 
@@ -109,7 +80,7 @@ def _load_cifar(
         images = np.ascontiguousarray(np.asarray(ds.data).transpose(0, 3, 1, 2))  # NHWC->NCHW
         splits.append((images, np.asarray(ds.targets, dtype=np.int64)))
         classes = list(ds.classes)
-    return _finish(name, splits[0], splits[1], classes, max_per_class, split_seed)
+    return uint8_dataset(name, splits[0], splits[1], classes, max_per_class, split_seed)
 
 
 @register_dataset("cifar10")

@@ -32,7 +32,7 @@ def load_usps(root: Path, max_per_class: int | None = None, split_seed: int = 0)
     """
     import h5py
 
-    path = require_path("usps", Path(root) / USPS_FILE, root, what="HDF5 with train/test groups")
+    path = require_path("usps", USPS_FILE, root, what="HDF5 with train/test groups")
     parts = []
     with h5py.File(path, "r") as f:
         for offset, group in enumerate(("train", "test")):

@@ -10,7 +10,7 @@ Everything trains through ``pytorch_lightning.Trainer`` with settings from confi
 (accelerator, devices, strategy, precision), so the same code runs on a CPU and on GPUs.
 """
 
-from nfpf.deep.common import WeightsNotFoundError
+from nfpf.deep.weights import WeightsNotFoundError
 
 __all__ = ["PretrainedFeatures", "ResNetClassifier", "SimCLRFeatures", "WeightsNotFoundError"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from nfpf.deep.common import load_matching, load_state_dict_file
+from nfpf.deep.weights import load_matching, load_state_dict_file
 
 __all__ = ["BACKBONES", "SmallCNN", "build_backbone", "resnet18_backbone"]
 

@@ -20,13 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from nfpf.core.trainer import inference_device
-from nfpf.deep.common import (
-    as_image_tensor,
-    fit_normalization,
-    load_state_dict_file,
-    resolve_weights,
-    to_channels,
-)
+from nfpf.deep.tensors import as_image_tensor, fit_normalization, to_channels
+from nfpf.deep.weights import load_state_dict_file, resolve_weights
 from nfpf.features import FeatureSpace
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PretrainedFeatures", "build_torchvision_backbone"]

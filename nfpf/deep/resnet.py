@@ -1,6 +1,6 @@
 """ResNet-18 downstream classifier: the training recipe of the released NFPF code.
 
-Recipe (``methods.md`` 1.6): torchvision ResNet-18 (ImageNet weights when asked for), first
+Recipe: torchvision ResNet-18 (ImageNet weights when asked for), first
 conv replaced by 3×3 stride 1, max-pool removed, head Dropout(0.5) + Linear(512, K); SGD
 lr 0.01, momentum 0.9, weight decay 5e-4, cosine schedule over the epochs (100), batch 128;
 random crop (padding 4) + horizontal flip; inputs normalised with mean 0.5, std 0.5;
@@ -30,17 +30,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from nfpf.core.device import gpu_memory_guard
+from nfpf.core.rng import seeded
 from nfpf.core.trainer import inference_device, make_trainer, quiet_lightning, trainer_settings
+from nfpf.deep.augment import random_crop_flip
 from nfpf.deep.backbones import resnet18_backbone
-from nfpf.deep.common import (
-    as_image_tensor,
-    fit_normalization,
-    normalize,
-    random_crop_flip,
-    resolve_weights,
-    seeded,
-    to_channels,
-)
 from nfpf.deep.distributed import (
     ArrayDataset,
     DistributedHooks,
@@ -52,6 +45,8 @@ from nfpf.deep.distributed import (
     per_device_batch,
     sum_over_ranks,
 )
+from nfpf.deep.tensors import as_image_tensor, fit_normalization, normalize, to_channels
+from nfpf.deep.weights import resolve_weights
 
 __all__ = ["ResNetClassifier", "ResNetModule"]
 
@@ -196,7 +191,7 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
         3×3 stride-1 first conv, no max-pool (small images); False: ImageNet stem.
     weights : None, "imagenet" or path, default None
         Initial backbone weights: random, torchvision's ImageNet file (from torch's cache,
-        see :func:`nfpf.deep.common.resolve_weights`) or a local file. A missing file raises
+        see :func:`nfpf.deep.weights.resolve_weights`) or a local file. A missing file raises
         :class:`nfpf.deep.WeightsNotFoundError` (at construction when ``download`` is off).
     download : bool, default False
         Allow downloading the ImageNet file when it is not cached (60 s socket timeout).
@@ -320,6 +315,26 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
                                    check_val_every_n_epoch=int(self.eval_every),
                                    limit_val_batches=1.0 if eval_set is not None else 0)
         world = int(trainer.world_size)
+        loader, batch, steps = self._train_loader(images, codes, world)
+        val_loader = self._eval_loader(eval_set) if eval_set is not None else None
+        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %s)%s",
+                 len(images), len(self.classes_), self.epochs, steps,
+                 describe_batch(batch, world), "" if path is None else f", weights {path.name}")
+        with seeded(int(self.seed)):
+            self.module_ = ResNetModule(
+                len(self.classes_), bool(self.cifar_stem), float(self.dropout), float(self.lr),
+                float(self.momentum), float(self.weight_decay), int(self.epochs), mean, std,
+                int(self.crop_padding), bool(self.flip), int(self.seed), weights_path=path)
+            fit_module(trainer, self.module_, loader, val_loader,
+                       batch_option="classifier.batch_size")
+        self.module_.eval()
+        self._record_history()
+        return self
+
+    def _train_loader(self, images: torch.Tensor, codes: np.ndarray, world: int
+                      ) -> tuple[DataLoader, int, int]:
+        """The training loader, the global batch and the steps per epoch on ``world``
+        processes."""
         n = len(images)
         batch = min(int(self.batch_size), n)  # the global batch
         device_batch = per_device_batch(batch, world)
@@ -330,28 +345,22 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
             ArrayDataset(images, codes.astype(np.int64)),
             batch_size=device_batch, shuffle=True, drop_last=drop_last,
             num_workers=int(self.num_workers), generator=batch_order(int(self.seed), world))
-        val_loader = None
-        if eval_set is not None:
-            test_x = as_image_tensor(eval_set[0], "classifier=resnet18")
-            lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-            test_codes = np.array([lookup.get(v, -1) for v in np.asarray(eval_set[1]).tolist()])
-            val_loader = DataLoader(
-                ArrayDataset(test_x, test_codes.astype(np.int64),
-                             np.arange(len(test_x), dtype=np.int64)),
-                batch_size=int(self.eval_batch_size), shuffle=False,
-                num_workers=int(self.num_workers))
         steps = shard // device_batch if drop_last else -(-shard // device_batch)
-        log.info("resnet18: %d images, %d classes, %d epochs of %d steps (batch %s)%s",
-                 n, len(self.classes_), self.epochs, steps, describe_batch(batch, world),
-                 "" if path is None else f", weights {path.name}")
-        with seeded(int(self.seed)):
-            self.module_ = ResNetModule(
-                len(self.classes_), bool(self.cifar_stem), float(self.dropout), float(self.lr),
-                float(self.momentum), float(self.weight_decay), int(self.epochs), mean, std,
-                int(self.crop_padding), bool(self.flip), int(self.seed), weights_path=path)
-            fit_module(trainer, self.module_, loader, val_loader,
-                       batch_option="classifier.batch_size")
-        self.module_.eval()
+        return loader, batch, steps
+
+    def _eval_loader(self, eval_set: tuple[np.ndarray, np.ndarray]) -> DataLoader:
+        """The test images with their class codes (-1: a class absent from training)."""
+        test_x = as_image_tensor(eval_set[0], "classifier=resnet18")
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        test_codes = np.array([lookup.get(v, -1) for v in np.asarray(eval_set[1]).tolist()])
+        return DataLoader(
+            ArrayDataset(test_x, test_codes.astype(np.int64),
+                         np.arange(len(test_x), dtype=np.int64)),
+            batch_size=int(self.eval_batch_size), shuffle=False,
+            num_workers=int(self.num_workers))
+
+    def _record_history(self) -> None:
+        """The losses, the per-epoch test accuracies and the best and last of them."""
         self.step_losses_ = list(self.module_.step_losses)
         self.history_ = list(self.module_.history)
         accs = [(h["test_accuracy"], h["epoch"]) for h in self.history_
@@ -364,7 +373,6 @@ class ResNetClassifier(ClassifierMixin, BaseEstimator):
                      self.best_accuracy_, self.best_epoch_, self.last_accuracy_)
         else:
             self.best_accuracy_ = self.last_accuracy_ = self.best_epoch_ = None
-        return self
 
     @torch.no_grad()
     def decision_function(self, X: np.ndarray) -> np.ndarray:

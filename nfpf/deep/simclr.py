@@ -30,16 +30,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from nfpf.core.device import gpu_memory_guard
+from nfpf.core.rng import seeded
 from nfpf.core.trainer import inference_device, make_trainer, quiet_lightning
+from nfpf.deep.augment import color_jitter, random_resized_crop_flip
 from nfpf.deep.backbones import BACKBONES, build_backbone
-from nfpf.deep.common import (
-    as_image_tensor,
-    color_jitter,
-    fit_normalization,
-    normalize,
-    random_resized_crop_flip,
-    seeded,
-)
 from nfpf.deep.distributed import (
     ArrayDataset,
     DistributedHooks,
@@ -49,6 +43,7 @@ from nfpf.deep.distributed import (
     gather_batch,
     per_device_batch,
 )
+from nfpf.deep.tensors import as_image_tensor, fit_normalization, normalize
 from nfpf.features import FeatureSpace
 
 __all__ = ["NORMALIZE", "SimCLRFeatures", "SimCLRModule", "embed", "nt_xent", "weight_files"]
@@ -99,7 +94,7 @@ class SimCLRModule(DistributedHooks, pl.LightningModule):
         Input normalisation applied after augmentation.
     crop_scale : (float, float)
     jitter, hue, jitter_p, grey_p : float
-        Colour distortion (see :func:`nfpf.deep.common.color_jitter`).
+        Colour distortion (see :func:`nfpf.deep.augment.color_jitter`).
     seed : int
         Seeds the augmentation generator (plus the process rank under DDP).
 
@@ -196,6 +191,31 @@ def weight_files(path: str | os.PathLike) -> list[Path]:
     return parts
 
 
+def _check_options(backbone: str, normalize: str | None, crop_scale: Sequence[float],
+                   max_train_samples: int | None, integers: dict[str, tuple[Any, int]],
+                   positive: dict[str, Any]) -> None:
+    """Refuse bad :class:`SimCLRFeatures` options, naming the key and what it takes."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {list(BACKBONES)}; got {backbone!r}.")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {list(NORMALIZE)}; got {normalize!r}.")
+    for name, (value, low) in integers.items():
+        if isinstance(value, bool) or int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+    for name, value in positive.items():
+        if not float(value) > 0:
+            raise ValueError(f"{name} must be > 0; got {value!r}.")
+    if max_train_samples is not None and (int(max_train_samples) != max_train_samples
+                                          or max_train_samples < 2):
+        raise ValueError(
+            f"max_train_samples must be an integer >= 2 or null; got {max_train_samples!r}."
+        )
+    scale = [float(s) for s in crop_scale]
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1; "
+                         f"got {list(crop_scale)}.")
+
+
 class SimCLRFeatures(FeatureSpace):
     """Embeddings of a SimCLR network trained on the pool (no labels).
 
@@ -275,45 +295,23 @@ class SimCLRFeatures(FeatureSpace):
                  trainer: Mapping[str, Any] | None = None, embed_batch_size: int = 1024,
                  weights: str | os.PathLike | None = None, progress: bool = False,
                  seed: int = 0):
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {list(BACKBONES)}; got {backbone!r}.")
-        if normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {list(NORMALIZE)}; got {normalize!r}.")
-        for name, value, low in (("width", width, 1), ("stem_stride", stem_stride, 1),
-                                 ("epochs", epochs, 0),
-                                 ("batch_size", batch_size, 2), ("proj_hidden", proj_hidden, 1),
-                                 ("proj_dim", proj_dim, 1),
-                                 ("embed_batch_size", embed_batch_size, 1)):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-        for name, value in (("lr", lr), ("temperature", temperature)):
-            if not float(value) > 0:
-                raise ValueError(f"{name} must be > 0; got {value!r}.")
-        if max_train_samples is not None and (int(max_train_samples) != max_train_samples
-                                              or max_train_samples < 2):
-            raise ValueError(
-                f"max_train_samples must be an integer >= 2 or null; got {max_train_samples!r}."
-            )
-        scale = [float(s) for s in crop_scale]
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1; "
-                             f"got {list(crop_scale)}.")
-        self.backbone = backbone
-        self.width = int(width)
-        self.stem_stride = int(stem_stride)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
-        self.temperature = float(temperature)
-        self.proj_hidden = int(proj_hidden)
-        self.proj_dim = int(proj_dim)
+        _check_options(backbone, normalize, crop_scale, max_train_samples,
+                       integers={"width": (width, 1), "stem_stride": (stem_stride, 1),
+                                 "epochs": (epochs, 0), "batch_size": (batch_size, 2),
+                                 "proj_hidden": (proj_hidden, 1), "proj_dim": (proj_dim, 1),
+                                 "embed_batch_size": (embed_batch_size, 1)},
+                       positive={"lr": lr, "temperature": temperature})
+        # the network
+        self.backbone, self.width, self.stem_stride = backbone, int(width), int(stem_stride)
+        self.proj_hidden, self.proj_dim = int(proj_hidden), int(proj_dim)
+        # the training
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self.weight_decay, self.temperature = float(weight_decay), float(temperature)
         self.max_train_samples = None if max_train_samples is None else int(max_train_samples)
-        self.crop_scale = scale
-        self.jitter = float(jitter)
-        self.hue = float(hue)
-        self.jitter_p = float(jitter_p)
-        self.grey_p = float(grey_p)
+        # the augmentations and the input scaling
+        self.crop_scale = [float(v) for v in crop_scale]
+        self.jitter, self.hue = float(jitter), float(hue)
+        self.jitter_p, self.grey_p = float(jitter_p), float(grey_p)
         self.mean = mean if isinstance(mean, str) else [float(v) for v in mean]
         self.std = std if isinstance(std, str) else [float(v) for v in std]
         self.normalize = normalize
@@ -408,34 +406,41 @@ class SimCLRFeatures(FeatureSpace):
                 self.crop_scale, self.jitter, self.hue, self.jitter_p, self.grey_p,
                 self.seed)
             if self.weights is not None:
-                state = {}
-                for file in weight_files(self.weights):
-                    state.update(torch.load(file, map_location="cpu", weights_only=True))
-                own = network_state(self.module_)
-                if {k: v.shape for k, v in state.items()} != {k: v.shape
-                                                              for k, v in own.items()}:
-                    raise ValueError(
-                        f"features.weights={self.weights} holds another network (other "
-                        f"tensor names or shapes): give the backbone, width and stem_stride "
-                        f"it was trained with.")
-                self.module_.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
-                                             strict=False)  # the training logs stay empty
-                log.info("simclr: network loaded from %s", self.weights)
+                self._load_weights()
             if self.epochs > 0:
-                with quiet_lightning():
-                    trainer = make_trainer(self.trainer, self.epochs, self.progress)
-                world = int(trainer.world_size)
-                batch = min(self.batch_size, len(train))  # the global batch
-                device_batch = per_device_batch(batch, world)
-                loader = DataLoader(ArrayDataset(train), batch_size=device_batch, shuffle=True,
-                                    drop_last=True, generator=batch_order(self.seed, world))
-                steps = -(-len(train) // world) // device_batch
-                log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %s)",
-                         self.backbone, len(train), self.epochs, steps,
-                         describe_batch(batch, world))
-                fit_module(trainer, self.module_, loader, batch_option="features.batch_size")
+                self._fit_module(train)
         self.step_losses_ = list(self.module_.step_losses)
         self.epoch_losses_ = list(self.module_.epoch_losses)
+
+    def _load_weights(self) -> None:
+        """The network of ``weights`` (files of :meth:`save_weights`) into ``module_``."""
+        state = {}
+        for file in weight_files(self.weights):
+            state.update(torch.load(file, map_location="cpu", weights_only=True))
+        own = network_state(self.module_)
+        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in own.items()}:
+            raise ValueError(
+                f"features.weights={self.weights} holds another network (other "
+                f"tensor names or shapes): give the backbone, width and stem_stride "
+                f"it was trained with.")
+        self.module_.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()},
+                                     strict=False)  # the training logs stay empty
+        log.info("simclr: network loaded from %s", self.weights)
+
+    def _fit_module(self, train: torch.Tensor) -> None:
+        """Train ``module_`` on ``train`` for ``epochs`` epochs (drop_last: NT-Xent needs
+        full batches)."""
+        with quiet_lightning():
+            trainer = make_trainer(self.trainer, self.epochs, self.progress)
+        world = int(trainer.world_size)
+        batch = min(self.batch_size, len(train))  # the global batch
+        device_batch = per_device_batch(batch, world)
+        loader = DataLoader(ArrayDataset(train), batch_size=device_batch, shuffle=True,
+                            drop_last=True, generator=batch_order(self.seed, world))
+        steps = -(-len(train) // world) // device_batch
+        log.info("simclr: %s backbone, %d images, %d epochs of %d steps (batch %s)",
+                 self.backbone, len(train), self.epochs, steps, describe_batch(batch, world))
+        fit_module(trainer, self.module_, loader, batch_option="features.batch_size")
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Embeddings, float32 (m, out_dim), of [0, 1] images (m, C, H, W)."""

@@ -8,6 +8,7 @@ about Hydra beyond taking an OmegaConf config. Each stage has one home:
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import platform
 import time
@@ -31,7 +32,13 @@ from nfpf.data import Dataset
 from nfpf.evaluation.evaluate import evaluate_selection
 from nfpf.evaluation.records import FAILED_FILE, INDICES_FILE, RESULT_FILE
 from nfpf.features import compute_features
-from nfpf.io import config_hash, read_json, write_json_atomic, write_npy_atomic
+from nfpf.io import (
+    config_hash,
+    read_json,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_npy_atomic,
+)
 
 __all__ = [
     "InfeasibleBudgetError",
@@ -94,11 +101,9 @@ def versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    import nfpf
-
     return {
         "python": platform.python_version(),
-        "nfpf": nfpf.__version__,
+        "nfpf": importlib.metadata.version("nfpf"),
         "numpy": np.__version__,
         "torch": torch.__version__,
         "scikit-learn": sklearn.__version__,
@@ -214,8 +219,12 @@ def run(cfg: DictConfig, names: RunNames, output_dir: str | Path) -> dict[str, A
 
     Writes ``indices.npy`` and then ``result.json`` into ``output_dir`` (atomically) and
     returns the result record. Bad input raises ``ValueError`` before any selection work.
+    No other process may write into ``output_dir`` meanwhile (``nfpf-run`` holds the run's
+    lock): the temporary files of an earlier attempt killed mid-write are deleted first.
     """
     output_dir = Path(output_dir)
+    if output_dir.is_dir():
+        remove_stale_temporaries(output_dir)
     cache_dir = Path(cfg.paths.cache_dir) if cfg.paths.get("cache_dir") else None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

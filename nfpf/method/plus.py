@@ -1,4 +1,4 @@
-"""NFPF+ : NFPF with the fixes found by the diagnosis of issue 9 (docs/nfpf_plus.md).
+"""NFPF+ : NFPF with the fixes found by our diagnosis of NFPF on MNIST (docs/nfpf_plus.md).
 
 NFPF's idea is kept: a reference SFLM fitted once on the whole pool, a current SFLM fitted
 on the selection, progressive growth by the Reconstruction Difference (RD), no labels. Each
@@ -18,12 +18,15 @@ change is a named option that reduces to NFPF when switched off:
   independent random weights (less variance from one weight draw).
 * ``candidate_pool`` (inherited) defaults to scoring all remaining samples.
 
-Everything else (SFLMs, RD, seeding, PCA) is NFPF's code (:mod:`nfpf.method.progressive`,
-:mod:`nfpf.method.sflm`, :mod:`nfpf.method.rd`).
+Everything else is NFPF's code: the selection and its rounds (:mod:`nfpf.method.progressive`;
+NFPF+ overrides only the work before the rounds and each round's pick), the SFLMs
+(:mod:`nfpf.method.sflm`), the RD (:mod:`nfpf.method.rd`), seeding and PCA
+(:mod:`nfpf.method.seeding`).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from typing import Any
@@ -33,9 +36,11 @@ import numpy as np
 from nfpf.core import device as nfpf_device
 from nfpf.core import kernels
 from nfpf.core.selection import Pool
-from nfpf.method.progressive import FALLBACK_CLUSTERS, NFPF, _is_int, pca_features
+from nfpf.method.checks import check_count
+from nfpf.method.progressive import FALLBACK_CLUSTERS, NFPF, Execution
 from nfpf.method.rd import minmax_normalise
-from nfpf.method.sflm import SFLM, draw_weights
+from nfpf.method.seeding import pca_features
+from nfpf.method.sflm import SFLM
 
 __all__ = ["BALANCES", "RD_SPACES", "NFPFPlus"]
 
@@ -73,6 +78,9 @@ class NFPFPlus(NFPF):
         As NFPF, but seeds nearest their centroid by default (NFPF's margin seeds are the
         most ambiguous samples of each cluster).
     seed_features : default="pca"
+    ref_normalisation : {"candidates", "pool"} or None, default="candidates"
+        As NFPF; None also means "candidates" here (the per-round normalisation NFPF+ was
+        frozen with), where NFPF's non-faithful default normalises once over the pool.
     **nfpf_params
         Every other NFPF parameter (``ref_hidden``, ``k``, ``seed_fraction``, ...), same
         defaults. ``faithful`` is not accepted: NFPF+ never reproduces the quirks.
@@ -93,6 +101,7 @@ class NFPFPlus(NFPF):
     """
 
     uses_images = True
+    progress_label = "NFPF+"
 
     def __init__(
         self,
@@ -105,24 +114,23 @@ class NFPFPlus(NFPF):
         candidate_pool: int | str | None = None,
         seeding: str = "kmeans_center",
         seed_features: str = "pca",
+        ref_normalisation: str | None = "candidates",
         **nfpf_params: Any,
     ) -> None:
         if "faithful" in nfpf_params:
             raise ValueError("NFPFPlus has no 'faithful' parameter: it never reproduces the "
                              "released code's quirks. Use selector 'nfpf' with faithful=true.")
         super().__init__(candidate_pool=candidate_pool, seeding=seeding,
-                         seed_features=seed_features, faithful=False, **nfpf_params)
+                         seed_features=seed_features, faithful=False,
+                         ref_normalisation=ref_normalisation or "candidates", **nfpf_params)
         if rd_space not in RD_SPACES:
             raise ValueError(f"rd_space must be one of {RD_SPACES}; got {rd_space!r}.")
-        if not _is_int(rd_pca_components) or rd_pca_components < 1:
-            raise ValueError(f"rd_pca_components must be a positive integer; got "
-                             f"{rd_pca_components!r}.")
+        check_count(rd_pca_components, "rd_pca_components")
         if balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}; got {balance!r}.")
-        if balance_clusters is not None and balance_clusters != "budget" and (
-                not _is_int(balance_clusters) or balance_clusters < 1):
-            raise ValueError(f"balance_clusters must be a positive integer, 'budget' or None; "
-                             f"got {balance_clusters!r}.")
+        if balance_clusters != "budget":
+            check_count(balance_clusters, "balance_clusters",
+                        none="the seeding's K; or 'budget' for K = B")
         if isinstance(typicality_weight, bool) or not isinstance(
                 typicality_weight, (int, float)) or not np.isfinite(typicality_weight) \
                 or typicality_weight < 0:
@@ -131,8 +139,7 @@ class NFPFPlus(NFPF):
         if typicality_weight > 0 and balance == "none":
             raise ValueError("typicality_weight > 0 needs clusters: set balance to 'equal' or "
                              "'proportional', or typicality_weight=0.")
-        if not _is_int(n_references) or n_references < 1:
-            raise ValueError(f"n_references must be a positive integer; got {n_references!r}.")
+        check_count(n_references, "n_references")
         self.rd_space = rd_space
         self.rd_pca_components = int(rd_pca_components)
         self.balance = balance
@@ -145,12 +152,12 @@ class NFPFPlus(NFPF):
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         self._orig_pool = pool
         self._seed_feats = None
-        self._seed = int(seed)
         self.balance_labels_: np.ndarray | None = None
         t0 = time.perf_counter()
-        self._gpu = nfpf_device.compute_device(self.device, "selector.device")
+        self._run = Execution.of(self)
+        self._gpu = nfpf_device.compute_device(self._run.device, "selector.device")
         if self.rd_space == "pca":
-            Z = pca_features(pool.pixels(), self.rd_pca_components, self.batch_size,
+            Z = pca_features(pool.pixels(), self.rd_pca_components, self._run.batch_size,
                              device=self._gpu)
             scale = float(np.abs(Z).max())
             if scale > 0:
@@ -179,7 +186,7 @@ class NFPFPlus(NFPF):
                 self._seed_feats = X  # the same PCA (scaled: K-means is scale invariant)
             else:
                 self._seed_feats = pca_features(orig.pixels(), self.seed_pca_components,
-                                                self.batch_size, device=self._gpu)
+                                                self._run.batch_size, device=self._gpu)
         return self._seed_feats
 
     # --------------------------------------------------------------- helpers
@@ -193,8 +200,8 @@ class NFPFPlus(NFPF):
             n_clu = self.balance_clusters
         elif self.n_clusters is not None:
             n_clu = self.n_clusters
-        elif self._pool_classes is not None:
-            n_clu = self._pool_classes
+        elif self._orig_pool.n_classes is not None:
+            n_clu = self._orig_pool.n_classes
         else:
             n_clu = FALLBACK_CLUSTERS
         n_clu = int(min(n_clu, n))
@@ -227,80 +234,38 @@ class NFPFPlus(NFPF):
         errs = [minmax_normalise(e_ref)]
         for _ in range(self.n_references - 1):
             ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
-                       self.epochs, random_state=rng, dtype=self.dtype,
-                       batch_size=self.batch_size, check_finite=False)
+                       self.epochs, random_state=rng, dtype=self._run.dtype,
+                       batch_size=self._run.batch_size, check_finite=False,
+                       orthonormalisation=self.orthonormalisation)
             ref.fit(X)
             errs.append(minmax_normalise(ref.errors(X, kind="mse", rescale="fit")))
         return np.mean(errs, axis=0)
 
     # ----------------------------------------------------------- progressive
-    def _progressive(self, X, selected, budget, e_ref, loop_rng, t_start) -> list[int]:
-        self._pool_classes = self._orig_pool.n_classes
-        return super()._progressive(X, selected, budget, e_ref, loop_rng, t_start)
-
-    def _rounds(self, X, selected, budget, e_ref, loop_rng, t_start, tqdm) -> list[int]:
-        n = X.shape[0]
-        e_ref = self._references(X, e_ref, loop_rng)
-        labels = own = None
-        counts = sizes = None
+    def _before_rounds(self, X: Any, selected: list[int], budget: int, e_ref: np.ndarray,
+                       rng: np.random.Generator | None) -> np.ndarray:
+        """Average the reference ensemble, then cluster the pool for balancing."""
+        e_ref = self._references(X, e_ref, rng)
+        self._balance = None
         if self.balance != "none":
-            labels, own, n_clu = self._balance_clustering(X, loop_rng, budget)
+            labels, own, n_clu = self._balance_clustering(X, rng, budget)
             self.balance_labels_ = labels
             sizes = np.bincount(labels, minlength=n_clu).astype(np.float64)
             counts = np.bincount(labels[np.asarray(selected)], minlength=n_clu).astype(float)
-        in_s = np.zeros(n, dtype=bool)
-        in_s[selected] = True
-        e_ref_pool = minmax_normalise(e_ref) if self.ref_normalisation == "pool" else None
-        bar = tqdm(total=budget, initial=len(selected), desc="NFPF+", unit="sample",
-                   disable=not self.progress, leave=False)
-        t = 0
-        try:
-            while len(selected) < budget:
-                t += 1
-                t0 = time.perf_counter()
-                n_hidden = self._current_hidden(t)
-                w, b = draw_weights(n_hidden, X.shape[1], loop_rng)
-                cur = SFLM(n_hidden, self.cur_activation, self.cur_type, self.C, self.epochs,
-                           input_weights=w, bias=b, dtype=self.dtype, check_finite=False)
-                cur.fit(X[np.asarray(selected)])
-                remaining = np.flatnonzero(~in_s)
-                if self.candidate_pool is None or self.candidate_pool >= remaining.size:
-                    cand = remaining
-                else:
-                    cand = loop_rng.choice(remaining, size=self.candidate_pool, replace=False)
-                err_cur = cur.errors(X, kind=self.score, rows=cand)
-                if self.score == "pearson":
-                    err_ref = minmax_normalise(e_ref[cand]) if e_ref_pool is None \
-                        else e_ref_pool[cand]
-                else:
-                    err_ref = e_ref[cand]
-                rd = err_cur - err_ref
-                n_take = min(self.k, budget - len(selected))
-                if labels is None:
-                    top = np.argsort(-rd, kind="stable")[:n_take]
-                    clusters = None
-                else:
-                    top = self._balanced_pick(rd, labels[cand], own[cand], counts, sizes,
-                                              n_take)
-                    clusters = labels[cand[top]]
-                    np.add.at(counts, clusters, 1)
-                chosen = cand[top]
-                in_s[chosen] = True
-                selected.extend(int(i) for i in chosen)
-                t1 = time.perf_counter()
-                rec = {"round": t, "n_hidden": n_hidden, "n_selected": len(selected),
-                       "n_candidates": int(cand.size), "chosen": [int(i) for i in chosen],
-                       "scores": [float(s) for s in rd[top]],
-                       "candidate_score_mean": float(rd.mean()),
-                       "candidate_score_max": float(rd.max()),
-                       "time": round(t1 - t0, 5), "elapsed": round(t1 - t_start, 4)}
-                if clusters is not None:
-                    rec["clusters"] = [int(c) for c in clusters]
-                self.history_.append(rec)
-                bar.update(len(chosen))
-        finally:
-            bar.close()
-        return selected
+            self._balance = (labels, own, counts, sizes)
+        return e_ref
+
+    def _pick(self, rd: np.ndarray, cand: np.ndarray, n_take: int
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Balanced picks (:meth:`_balanced_pick`); NFPF's global top-k RD without balance.
+        The history record also gives the clusters of the picks."""
+        if self._balance is None:
+            return super()._pick(rd, cand, n_take)
+        labels, own, counts, sizes = self._balance
+        top = self._balanced_pick(rd, labels[cand], own[cand], counts, sizes, n_take)
+        clusters = labels[cand[top]]
+        np.add.at(counts, clusters, 1)
+        return top, {"clusters": [int(c) for c in clusters]}
 
     def _balanced_pick(self, rd, lab, dist, counts, sizes, n_take) -> np.ndarray:
         """Indices into the candidates: n_take picks, each from the least-covered cluster."""
@@ -334,3 +299,20 @@ class NFPFPlus(NFPF):
             rest = np.setdiff1d(np.argsort(-score, kind="stable"), picks, assume_unique=True)
             picks.extend(rest[:n_take - len(picks)].tolist())
         return np.asarray(picks, dtype=np.int64)
+
+
+def _signature_with_nfpf_parameters() -> inspect.Signature:
+    """NFPF+'s constructor signature with NFPF's parameters (but ``faithful``) in place of
+    ``**nfpf_params``, as keyword-only ones. It is what ``inspect.signature`` shows, so that
+    scikit-learn's ``get_params``, ``set_params``, ``clone`` and ``repr`` and the config
+    checks see every parameter NFPF+ takes."""
+    own = inspect.signature(NFPFPlus.__init__).parameters
+    inherited = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                 for name, parameter in inspect.signature(NFPF.__init__).parameters.items()
+                 if name not in own and name not in ("self", "faithful")]
+    keep = [parameter for parameter in own.values()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD]
+    return inspect.Signature([*keep, *inherited])
+
+
+NFPFPlus.__init__.__signature__ = _signature_with_nfpf_parameters()

@@ -1,4 +1,4 @@
-"""Reconstruction Difference (RD) scores of NFPF (methods.md 1.3), vectorised.
+"""Reconstruction Difference (RD) scores of NFPF, vectorised: the one home of the RD score.
 
 ``RD(x) = err_cur(x) - err_ref(x)``: high when the reference SFLM (fitted on the whole pool)
 explains ``x`` well but the current SFLM (fitted on the selection) does not.
@@ -57,38 +57,18 @@ def _pair(X: Any, X_hat: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mse_error(X: Any, X_hat: Any) -> np.ndarray:
-    """Per-sample mean squared error over dimensions.
-
-    Parameters
-    ----------
-    X : array-like or Tensor of shape (n, d)
-    X_hat : array-like or Tensor of shape (n, d) or (1, d)
-        Reconstructions (one row broadcasts to every sample).
-
-    Returns
-    -------
-    errors : ndarray of shape (n,), float64
-    """
+    """Per-sample mean squared error over dimensions; see :func:`per_sample_error`."""
     x, y = _pair(X, X_hat)
     diff = y - x
     return (diff * diff).mean(1).cpu().numpy().astype(np.float64)
 
 
 def pearson_error(X: Any, X_hat: Any) -> np.ndarray:
-    """Per-sample ``1 - Pearson(x, x̂)`` over dimensions.
+    """Per-sample ``1 - Pearson(x, x̂)`` over dimensions, in [0, 2]; see
+    :func:`per_sample_error`.
 
     A sample whose input or reconstruction is constant has no defined correlation; its
     correlation is taken as 0 (error 1) instead of NaN.
-
-    Parameters
-    ----------
-    X : array-like or Tensor of shape (n, d)
-    X_hat : array-like or Tensor of shape (n, d) or (1, d)
-        Reconstructions (one row broadcasts to every sample).
-
-    Returns
-    -------
-    errors : ndarray of shape (n,), float64, in [0, 2]
     """
     x, y = _pair(X, X_hat)
     xc = x - x.mean(1, keepdim=True)
@@ -101,7 +81,21 @@ def pearson_error(X: Any, X_hat: Any) -> np.ndarray:
 
 
 def per_sample_error(X: Any, X_hat: Any, kind: str) -> np.ndarray:
-    """``1 - Pearson`` (``kind="pearson"``) or MSE (``kind="mse"``) per sample; shape (n,)."""
+    """Per-sample reconstruction error over dimensions.
+
+    Parameters
+    ----------
+    X : array-like or Tensor of shape (n, d)
+    X_hat : array-like or Tensor of shape (n, d) or (1, d)
+        Reconstructions (one row broadcasts to every sample).
+    kind : {"pearson", "mse"}
+        ``1 - Pearson(x, x̂)`` (:func:`pearson_error`) or the mean squared error
+        (:func:`mse_error`).
+
+    Returns
+    -------
+    errors : ndarray of shape (n,), float64
+    """
     if kind == "pearson":
         return pearson_error(X, X_hat)
     if kind == "mse":
@@ -120,7 +114,9 @@ def minmax_normalise(values: Any) -> np.ndarray:
     return (v - lo) / (hi - lo)
 
 
-def rd_scores(err_cur: Any, err_ref: Any, score: str = "pearson") -> np.ndarray:
+def rd_scores(
+    err_cur: Any, err_ref: Any, score: str = "pearson", normalise_ref: bool = True
+) -> np.ndarray:
     """Combine per-sample errors into RD scores.
 
     Parameters
@@ -129,11 +125,13 @@ def rd_scores(err_cur: Any, err_ref: Any, score: str = "pearson") -> np.ndarray:
         Current-model error of each candidate (``1 - Pearson`` for ``"pearson"``, MSE for
         ``"mse"``).
     err_ref : array-like of shape (m,)
-        Reference-model MSE of the same candidates. For ``"pearson"`` it is min–max
-        normalised over these m candidates, as the released code does (so a candidate's
-        score depends on the other candidates' reference errors; NFPF's
-        ``ref_normalisation="pool"`` normalises over the whole pool instead).
+        Reference-model MSE of the same candidates.
     score : {"pearson", "mse"}
+    normalise_ref : bool, default=True
+        With ``"pearson"``, min–max normalise ``err_ref`` over these m candidates, as the
+        released code does (so a candidate's score depends on the other candidates'
+        reference errors). False: ``err_ref`` is taken as already normalised, e.g. once
+        over the whole pool (NFPF's ``ref_normalisation="pool"``). Ignored for ``"mse"``.
 
     Returns
     -------
@@ -144,7 +142,7 @@ def rd_scores(err_cur: Any, err_ref: Any, score: str = "pearson") -> np.ndarray:
     if err_cur.shape != err_ref.shape:
         raise ValueError(f"err_cur has shape {err_cur.shape} but err_ref {err_ref.shape}.")
     if score == "pearson":
-        return err_cur - minmax_normalise(err_ref)
+        return err_cur - (minmax_normalise(err_ref) if normalise_ref else err_ref)
     if score == "mse":
         return err_cur - err_ref
     raise ValueError(f"score must be one of {SCORES}; got {score!r}.")

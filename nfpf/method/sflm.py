@@ -1,10 +1,10 @@
 """SFLM: the closed-form (extreme-learning-machine style) autoencoder of NFPF.
 
-Implements methods.md section 1.1. The fit depends on the data only through a few sums
-(``HᵀH``, ``HᵀT``, column sums and min/max statistics), so it streams over batches
-(:meth:`SFLM.partial_fit` + :meth:`SFLM.end_pass`), can be all-reduced across processes
-(:class:`SFLMStats`, see :mod:`nfpf.method.sflm_module`) and never holds more than one batch of
-hidden activations.
+The SFLM of Liu, Lalman and Yang (2025), computed as the authors' released code does. The
+fit depends on the data only through a few sums (``HᵀH``, ``HᵀT``, column sums and min/max
+statistics), so it streams over batches (:meth:`SFLM.partial_fit` + :meth:`SFLM.end_pass`),
+can be all-reduced across processes (:class:`SFLMStats`, see :mod:`nfpf.method.sflm_module`)
+and never holds more than one batch of hidden activations.
 
 One pass is enough in type 1: the per-unit rescaling of the hidden layer and the
 per-dimension rescaling of the targets are affine, so the sums of the rescaled quantities
@@ -13,7 +13,7 @@ batch's mean, which keeps them well conditioned). In type 0 the target is the in
 activation of the rescaled input, which is not affine, so a first (cheap) pass collects the
 input min/max.
 
-Quirks of the released code (methods.md 1.7) under ``faithful=True``:
+Quirks of the released code reproduced under ``faithful=True``:
 
 - Q1: :meth:`SFLM.encode` rescales hidden units with the min/max of the batch being encoded
   (the default keeps the min/max from the fit).
@@ -33,8 +33,11 @@ import numpy as np
 import torch
 
 from nfpf.core.resources import blas_threads, ordered_map, single_threaded
+from nfpf.method.checks import check_count
+from nfpf.method.rows import FloatRows
 
-__all__ = ["ACTIVATIONS", "ORTHONORMALISATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights"]
+__all__ = ["ACTIVATIONS", "ORTHONORMALISATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights",
+           "gram"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def draw_weights(
     n_hidden: int, n_features: int, rng: np.random.Generator, orthonormalisation: str = "svd"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw SFLM input weights and bias as the released code does (methods.md 1.1).
+    """Draw SFLM input weights and bias as the released code does.
 
     Parameters
     ----------
@@ -262,9 +265,9 @@ class SFLM:
     C : float, default=1e-2
         Regularisation: ``β = (I/C + HᵀH)⁻¹ HᵀT``.
     epochs : int, default=1
-        Fitting rounds; each extra round sets ``W ← β`` and ``b ← output bias`` and solves
-        again (methods.md 1.1 step 7). With the Q2 fix the output bias is a vector; its mean
-        is used as the scalar hidden bias of the next round.
+        Fitting rounds, as in the released code: each extra round sets ``W ← β`` and
+        ``b ← output bias`` and solves again. With the Q2 fix the output bias is a vector;
+        its mean is used as the scalar hidden bias of the next round.
     input_weights : array-like of shape (L, d), optional
         Explicit input weights W (e.g. the fixture's); drawn from ``random_state`` otherwise.
     bias : array-like of shape (L,) or (L, 1), optional
@@ -318,7 +321,7 @@ class SFLM:
         self,
         n_hidden: int = 1800,
         activation: str = "sigmoid",
-        type: int = 1,  # the name methods.md uses
+        type: int = 1,  # the paper's name for the SFLM variant
         C: float = 1e-2,
         epochs: int = 1,
         input_weights: Any = None,
@@ -331,36 +334,8 @@ class SFLM:
         n_jobs: int | None = None,
         orthonormalisation: str = "svd",
     ) -> None:
-        if isinstance(n_hidden, bool) or not float(n_hidden).is_integer() or n_hidden <= 0:
-            raise ValueError(f"n_hidden must be a positive integer (L >= 1); got {n_hidden!r}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {ACTIVATIONS}; got {activation!r}."
-            )
-        if type not in (0, 1) or isinstance(type, bool):
-            raise ValueError(f"type must be 0 (linear encoder, activated decoder) or 1 "
-                             f"(activated encoder, linear decoder); got {type!r}.")
-        if type == 0 and activation == "sigmoid":
-            raise ValueError(
-                "activation='sigmoid' with type=0 is undefined: type 0 fits the decoder to the "
-                "inverse activation of targets rescaled to [-1, 1], and logit is undefined on "
-                "[-1, 0]. Use type=1 with 'sigmoid', or activation='sine' with type=0."
-            )
-        if not np.isfinite(C) or C <= 0:
-            raise ValueError(f"C must be a finite number > 0 (regularisation 1/C); got {C!r}.")
-        if isinstance(epochs, bool) or not float(epochs).is_integer() or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}; got {dtype!r}.")
-        if isinstance(batch_size, bool) or not float(batch_size).is_integer() or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        if n_jobs is not None and (isinstance(n_jobs, bool) or not float(n_jobs).is_integer()
-                                   or n_jobs < 1):
-            raise ValueError(f"n_jobs must be a positive integer or None (= torch's thread "
-                             f"count); got {n_jobs!r}.")
-        if orthonormalisation not in ORTHONORMALISATIONS:
-            raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
-                             f"{orthonormalisation!r}.")
+        _check_params(n_hidden, activation, type, C, epochs, dtype, batch_size, n_jobs,
+                      orthonormalisation)
         self.n_hidden = int(n_hidden)
         self.activation = activation
         self.type = int(type)
@@ -378,16 +353,7 @@ class SFLM:
         # a semaphore of cores shared with other single-threaded work beside the fit (set by
         # NFPF while its seeding runs); each CPU batch holds one slot. None: no limit
         self.cpu_slots: threading.Semaphore | None = None
-        if input_weights is not None:
-            w = np.asarray(input_weights)
-            if w.ndim != 2 or w.shape[0] != self.n_hidden:
-                raise ValueError(f"input_weights must have shape (n_hidden={self.n_hidden}, d); "
-                                 f"got {w.shape}.")
-        if bias is not None:
-            b = np.asarray(bias)
-            if b.size != self.n_hidden or b.ndim > 2:
-                raise ValueError(f"bias must have shape ({self.n_hidden},) or "
-                                 f"({self.n_hidden}, 1); got {b.shape}.")
+        _check_explicit_weights(self.n_hidden, input_weights, bias)
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -574,7 +540,7 @@ class SFLM:
         # and batches waiting to be added hold half the memory
         part.sum_h = g.sum(0)
         part.sum_t = t.sum(0)
-        part.gram = _gram(g)
+        part.gram = gram(g)
         part.cross = g.T @ t
         return part
 
@@ -762,7 +728,7 @@ class SFLM:
         return y
 
     def encode(self, X: Any, rescale: str | None = None) -> torch.Tensor:
-        """Hidden representation H rescaled to [-1, 1] (per methods.md 1.1 step 2).
+        """Hidden representation H rescaled to [-1, 1] per hidden unit.
 
         Parameters
         ----------
@@ -859,11 +825,51 @@ class SFLM:
         return np.concatenate(out) if out else np.zeros(0)
 
 
+def _check_params(n_hidden: Any, activation: Any, type: Any, C: Any, epochs: Any, dtype: Any,
+                  batch_size: Any, n_jobs: Any, orthonormalisation: Any) -> None:
+    """Validate the SFLM's scalar parameters; one line naming the key and the fix."""
+    check_count(n_hidden, "n_hidden (L)")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
+    if type not in (0, 1) or isinstance(type, bool):
+        raise ValueError(f"type must be 0 (linear encoder, activated decoder) or 1 "
+                         f"(activated encoder, linear decoder); got {type!r}.")
+    if type == 0 and activation == "sigmoid":
+        raise ValueError(
+            "activation='sigmoid' with type=0 is undefined: type 0 fits the decoder to the "
+            "inverse activation of targets rescaled to [-1, 1], and logit is undefined on "
+            "[-1, 0]. Use type=1 with 'sigmoid', or activation='sine' with type=0."
+        )
+    if not np.isfinite(C) or C <= 0:
+        raise ValueError(f"C must be a finite number > 0 (regularisation 1/C); got {C!r}.")
+    check_count(epochs, "epochs")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(_DTYPES)}; got {dtype!r}.")
+    check_count(batch_size, "batch_size")
+    check_count(n_jobs, "n_jobs", none="torch's thread count")
+    if orthonormalisation not in ORTHONORMALISATIONS:
+        raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
+                         f"{orthonormalisation!r}.")
+
+
+def _check_explicit_weights(n_hidden: int, input_weights: Any, bias: Any) -> None:
+    """Reject explicit weights or bias whose shape does not match L = ``n_hidden``."""
+    if input_weights is not None:
+        w = np.asarray(input_weights)
+        if w.ndim != 2 or w.shape[0] != n_hidden:
+            raise ValueError(f"input_weights must have shape (n_hidden={n_hidden}, d); "
+                             f"got {w.shape}.")
+    if bias is not None:
+        b = np.asarray(bias)
+        if b.size != n_hidden or b.ndim > 2:
+            raise ValueError(f"bias must have shape ({n_hidden},) or ({n_hidden}, 1); "
+                             f"got {b.shape}.")
+
+
 def _as_2d(X: Any) -> Any:
     if isinstance(X, torch.Tensor):
         return X.reshape(X.shape[0], -1) if X.ndim != 2 else X
-    # a lazy 2-D row reader (nfpf.method.progressive.FloatRows)
-    if getattr(X, "is_row_view", False):
+    if isinstance(X, FloatRows):  # read batch by batch, never copied whole
         return X
     X = np.asarray(X)
     if X.ndim == 1:
@@ -872,7 +878,7 @@ def _as_2d(X: Any) -> Any:
     return X.reshape(X.shape[0], -1) if X.ndim != 2 else X
 
 
-def _gram(g: torch.Tensor) -> torch.Tensor:
+def gram(g: torch.Tensor) -> torch.Tensor:
     """gᵀg; on CPU through numpy, whose matmul calls BLAS syrk for ``a.T @ a``."""
     if g.device.type == "cpu":
         a = g.numpy()

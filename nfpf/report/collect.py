@@ -9,7 +9,6 @@ that hold neither ``result.json`` nor ``failed.json``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nfpf.evaluation.records import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs
-from nfpf.io import read_json
+from nfpf.io import hash_bytes, read_json
 
 __all__ = ["GROUP_KEYS", "LABELS_MARK", "METRICS", "RunSet", "collect_runs",
            "find_incomplete", "mark_label_using", "shipped_config", "variant_labels"]
@@ -183,7 +182,7 @@ def picks_digest(run_dir: str | Path) -> str | None:
         indices = np.load(Path(run_dir) / INDICES_FILE)
     except (OSError, ValueError):
         return None
-    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
+    return hash_bytes(np.ascontiguousarray(indices, dtype=np.int64).tobytes(), length=64)
 
 
 #: Appended to the name of a selector whose selection read labels (supervised AL, al/full).
@@ -240,9 +239,22 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     if runs.empty and not incomplete:
         raise FileNotFoundError(f"No result.json or failed.json below {root}: nothing to report.")
 
-    complete = runs[runs["status"] == "complete"].copy()
+    complete = _with_extras(runs[runs["status"] == "complete"].copy(), metric)
     failed = runs[~runs["status"].isin(["complete", "skipped"])].copy().reset_index(drop=True)
     skipped = runs[runs["status"] == "skipped"].copy().reset_index(drop=True)
+    dataset_configs = _dataset_configs(complete)
+    ident = [*GROUP_KEYS, "selector", "budget", "seed"]
+    complete, duplicates = _drop_duplicates(complete, ident)
+    keep = [*ident, "budget_per_class", "value", "accuracy", "balanced_accuracy",
+            "classes_covered", "n_classes", "picks", "label_using", "run_dir", "created"]
+    return RunSet(complete=complete[keep], failed=failed, incomplete=incomplete,
+                  duplicates=duplicates, skipped=skipped, dataset_configs=dataset_configs,
+                  expected_total=_sweep_size(root), metric=metric)
+
+
+def _with_extras(complete: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The complete runs with what the tables need beyond the run index: the number of
+    classes, the picks' digest, the configs, variant labels, ``value`` (the metric)."""
     extras = pd.DataFrame([_read_extras(d) for d in complete["run_dir"]], index=complete.index)
     for column in ("n_classes", "created", "picks", "dataset_config", "label_using",
                    *(f"{s}_config" for s in _VARIANT_SECTIONS)):
@@ -256,31 +268,37 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     complete["budget"] = pd.to_numeric(complete["budget"], errors="coerce")
     complete["experiment"] = complete["experiment"].fillna("default")
     complete["label_using"] = complete["label_using"].eq(True)
+    return complete
 
-    dataset_configs: dict[tuple[str, str], dict[str, Any]] = {}
+
+def _dataset_configs(complete: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """The first dataset config of each (experiment, dataset)."""
+    configs: dict[tuple[str, str], dict[str, Any]] = {}
     for row in complete.itertuples():
         key = (row.experiment, row.dataset)
-        if key not in dataset_configs and isinstance(row.dataset_config, dict):
-            dataset_configs[key] = row.dataset_config
+        if key not in configs and isinstance(row.dataset_config, dict):
+            configs[key] = row.dataset_config
+    return configs
 
-    ident = [*GROUP_KEYS, "selector", "budget", "seed"]
+
+def _drop_duplicates(complete: pd.DataFrame, ident: list[str]
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the newest run of each ``ident`` key sorted by key, the older ones dropped)."""
     complete = complete.sort_values("created", na_position="first", kind="stable")
     is_dup = complete.duplicated(ident, keep="last")
     duplicates = complete[is_dup].reset_index(drop=True)
     if len(duplicates):
         log.warning("report: %d duplicate runs (same keys) ignored; the newest is kept",
                     len(duplicates))
-    complete = complete[~is_dup].sort_values(ident, kind="stable").reset_index(drop=True)
+    return complete[~is_dup].sort_values(ident, kind="stable").reset_index(drop=True), duplicates
 
-    expected = None
+
+def _sweep_size(root: Path) -> int | None:
+    """The sweep's size from ``sweep.json`` at ``root`` (``None`` when absent or unreadable)."""
     sweep_file = root / SWEEP_FILE
-    if sweep_file.is_file():
-        try:
-            expected = int(read_json(sweep_file)["total"])
-        except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
-            expected = None
-    keep = [*ident, "budget_per_class", "value", "accuracy", "balanced_accuracy",
-            "classes_covered", "n_classes", "picks", "label_using", "run_dir", "created"]
-    return RunSet(complete=complete[keep], failed=failed, incomplete=incomplete,
-                  duplicates=duplicates, skipped=skipped, dataset_configs=dataset_configs,
-                  expected_total=expected, metric=metric)
+    if not sweep_file.is_file():
+        return None
+    try:
+        return int(read_json(sweep_file)["total"])
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
+        return None

@@ -1,12 +1,16 @@
-"""Report tables as one small structure (:class:`Table`) and its Markdown, LaTeX and HTML
-renderings, so that the three formats always show the same cells."""
+"""Report tables as one small structure (:class:`Table`: strings in cells, a bold mask, a
+title and a note) and the functions that build each table of the report from its numbers.
+
+The Markdown, LaTeX and HTML renderers (:mod:`nfpf.report.markdown`, :mod:`nfpf.report.latex`,
+:mod:`nfpf.report.webpage`) all draw from the same :class:`Table`, so the three formats always
+show the same cells."""
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,11 +24,11 @@ __all__ = [
     "failed_table",
     "group_tables",
     "group_title",
+    "incomplete_table",
     "overall_table",
+    "skipped_table",
+    "slug",
     "tests_table",
-    "to_html",
-    "to_latex",
-    "to_markdown",
     "wtl_table",
 ]
 
@@ -81,6 +85,31 @@ def _order(selectors: Sequence[str], reference: str | None) -> list[str]:
     return ordered
 
 
+def _cell_text(cell: pd.Series, n_max: int) -> str:
+    """``mean ± std`` in percent, the same-picks mark, and ``(n=k)`` below ``n_max`` seeds."""
+    text = _pct(cell["mean"])
+    if int(cell["n"]) > 1:
+        text += f" ± {_pct(cell['std'])}"
+    if bool(cell.get("same_picks", False)):
+        text += f" {SAME_PICKS_MARK}"
+    if int(cell["n"]) < n_max:
+        text += f" (n={int(cell['n'])})"
+    return text
+
+
+def _group_note(metric: str, n_max: int, fewer: bool, same: bool) -> str:
+    note = (f"Test {metric.replace('_', ' ')} (%), mean ± std (ddof=1) over {n_max} "
+            f"seed{'s' if n_max > 1 else ''}; best mean per budget in bold. B = number of "
+            "labelled samples.")
+    if fewer:
+        note += " (n=k): only k seeds completed in that cell."
+    if same:
+        note += (f" {SAME_PICKS_MARK}: every seed picked the same samples (the selection "
+                 "does not depend on the seed here, e.g. TED on a pool within "
+                 "max_candidates), so the ± is the classifier's variation only.")
+    return note
+
+
 def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
                  show_experiment: bool = False) -> list[Table]:
     """One table per (experiment, dataset, features, classifier): selectors × budgets,
@@ -96,7 +125,6 @@ def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
             _budget_header(b, block.loc[block["budget"] == b, "budget_per_class"])
             for b in budgets]
         rows, bold = [], []
-        fewer = same = False
         for selector in selectors:
             row, mask = [selector], [False]
             for budget in budgets:
@@ -105,28 +133,12 @@ def group_tables(stats: pd.DataFrame, metric: str, reference: str | None = None,
                     mask.append(False)
                     continue
                 cell = cells.loc[(selector, budget)]
-                text = _pct(cell["mean"])
-                if int(cell["n"]) > 1:
-                    text += f" ± {_pct(cell['std'])}"
-                if bool(cell.get("same_picks", False)):
-                    text += f" {SAME_PICKS_MARK}"
-                    same = True
-                if int(cell["n"]) < n_max:
-                    text += f" (n={int(cell['n'])})"
-                    fewer = True
-                row.append(text)
+                row.append(_cell_text(cell, n_max))
                 mask.append(bool(round(cell["mean"], DECIMALS) == best[budget]))
             rows.append(row)
             bold.append(mask)
-        note = (f"Test {metric.replace('_', ' ')} (%), mean ± std (ddof=1) over {n_max} "
-                f"seed{'s' if n_max > 1 else ''}; best mean per budget in bold. B = number of "
-                "labelled samples.")
-        if fewer:
-            note += " (n=k): only k seeds completed in that cell."
-        if same:
-            note += (f" {SAME_PICKS_MARK}: every seed picked the same samples (the selection "
-                     "does not depend on the seed here, e.g. TED on a pool within "
-                     "max_candidates), so the ± is the classifier's variation only.")
+        same = "same_picks" in block and bool(block["same_picks"].astype(bool).any())
+        note = _group_note(metric, n_max, fewer=bool((block["n"] < n_max).any()), same=same)
         tables.append(Table(name=slug("table_" + "_".join(map(str, group))),
                             title=group_title(group, show_experiment), header=header,
                             rows=rows, bold=bold, note=note, key=tuple(group)))
@@ -245,89 +257,26 @@ def failed_table(failed: pd.DataFrame, root) -> Table:
                          "error", "run dir"], rows=rows, wrap=(6,))
 
 
-def _relative(path, root) -> str:
-    from pathlib import Path
+def skipped_table(skipped: pd.DataFrame, root) -> Table:
+    """Runs the sweep skipped on purpose, laid out as :func:`failed_table`."""
+    table = failed_table(skipped, root)
+    table.name = "skipped"
+    table.title = f"Skipped runs ({len(skipped)})"
+    table.note = ("Runs the sweep skipped on purpose (e.g. a budget larger than the "
+                  "dataset's pool); they are not failures.")
+    return table
 
+
+def incomplete_table(run_dirs: Sequence[Path], root) -> Table:
+    """Run directories that hold no result file, relative to ``root``."""
+    return Table(name="incomplete", title=f"Incomplete runs ({len(run_dirs)})",
+                 header=["run dir"], rows=[[_relative(p, root)] for p in run_dirs],
+                 note="Run directories Hydra created that hold neither result.json nor "
+                      "failed.json: killed, still running, or not yet rerun.")
+
+
+def _relative(path, root) -> str:
     try:
         return str(Path(path).resolve().relative_to(Path(root).resolve()))
     except ValueError:
         return str(path)
-
-
-# ----------------------------------------------------------------------------- renderers
-
-def to_markdown(table: Table, heading: str = "###") -> str:
-    """GitHub-flavoured Markdown: a heading, the table, the note in italics."""
-
-    def cell(text: str, bold: bool) -> str:
-        text = str(text).replace("|", "\\|").replace("\n", " ")
-        return f"**{text}**" if bold and text != DASH else text
-
-    lines = [f"{heading} {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "|".join("---" for _ in table.header) + "|"]
-    for i, row in enumerate(table.rows):
-        lines.append("| " + " | ".join(cell(c, table.is_bold(i, j))
-                                       for j, c in enumerate(row)) + " |")
-    if table.note:
-        lines += ["", f"*{table.note}*"]
-    return "\n".join(lines)
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--", "·": "/",
-                  "∅": r"$\emptyset$", "≥": r"$\geq$", "−": "-", "<": r"$<$",
-                  ">": r"$>$", "†": r"$^\dagger$",
-                  "‡": r"$^\ddagger$"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-#: Tables with more columns are scaled to the line width (needs ``\usepackage{graphicx}``).
-LATEX_WIDE = 8
-
-
-def to_latex(table: Table, label_prefix: str = "tab:nfpf-") -> str:
-    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``; tables with more
-    than :data:`LATEX_WIDE` columns are wrapped in ``\\resizebox`` from graphicx)."""
-    spec = "l" + "r" * (len(table.header) - 1)
-    wide = len(table.header) > LATEX_WIDE
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(table.title)}"
-             + (f". {latex_escape(table.note)}}}" if table.note else "}"),
-             rf"\label{{{label_prefix}{table.name}}}",
-             *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
-             rf"\begin{{tabular}}{{{spec}}}",
-             r"\toprule", " & ".join(latex_escape(h) for h in table.header) + r" \\",
-             r"\midrule"]
-    for i, row in enumerate(table.rows):
-        cells = []
-        for j, c in enumerate(row):
-            text = latex_escape(c)
-            cells.append(rf"\textbf{{{text}}}" if table.is_bold(i, j) and c != DASH else text)
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", *(["}"] if wide else []), r"\end{table}"]
-    return "\n".join(lines)
-
-
-def to_html(table: Table, heading: str = "h3") -> str:
-    """An HTML ``<table>`` with its heading and note (no external resources)."""
-    esc = html.escape
-    parts = [f'<{heading} id="{esc(table.name)}">{esc(table.title)}</{heading}>',
-             '<div class="scroll"><table>', "<thead><tr>"
-             + "".join(f"<th>{esc(h)}</th>" for h in table.header) + "</tr></thead><tbody>"]
-    for i, row in enumerate(table.rows):
-        cells = []
-        for j, c in enumerate(row):
-            text = esc(str(c))
-            if table.is_bold(i, j) and c != DASH:
-                text = f"<b>{text}</b>"
-            cells.append(f'<td class="err">{text}</td>' if j in table.wrap
-                         else f"<td>{text}</td>")
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</tbody></table></div>")
-    if table.note:
-        parts.append(f'<p class="note">{esc(table.note)}</p>')
-    return "\n".join(parts)

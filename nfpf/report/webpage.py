@@ -1,4 +1,5 @@
-"""The self-contained HTML page: inline CSS, tables as HTML, figures as base64 PNG.
+"""The HTML renderer: ``index.html``, one self-contained page of every table and figure
+(inline CSS, tables as HTML, figures as base64 PNG).
 
 Nothing is loaded from elsewhere (no scripts, stylesheets, fonts or remote images), so the
 file can be mailed, archived or opened offline and looks the same.
@@ -8,9 +9,25 @@ from __future__ import annotations
 
 import base64
 import html
+from datetime import datetime
 from pathlib import Path
 
-__all__ = ["figure_html", "page"]
+from nfpf.report.content import ReportContent
+from nfpf.report.figure_files import DrawnFigures, per_dataset
+from nfpf.report.tables import DASH, Table, slug
+
+__all__ = ["figure_html", "page", "to_html", "write_html"]
+
+#: The caption of each kind of figure.
+CAPTIONS = {
+    "accuracy": "Mean test {metric} against budget (log axis); bands are ± one std over seeds.",
+    "embedding": "2-D PCA of the pool's pixels (light dots, coloured by true class; at "
+                 "most 5,000 shown) and each selector's picks (large dots).",
+    "montage": "The pool images each selector picked, in selection order, tagged with "
+               "their true class.",
+    "coverage": "Number of classes among the picks (mean ± std over seeds) against budget; "
+                "dotted: number of classes.",
+}
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;
@@ -63,3 +80,74 @@ def page(title: str, meta: str, sections: list[tuple[str, str, str]]) -> str:
         f"<h1>{html.escape(title)}</h1><div class=\"meta\">{meta}</div>"
         f"<nav><ul>{nav}</ul></nav>\n{body}\n</body></html>\n"
     )
+
+
+def to_html(table: Table, heading: str = "h3") -> str:
+    """An HTML ``<table>`` with its heading and note (no external resources)."""
+    esc = html.escape
+    parts = [f'<{heading} id="{esc(table.name)}">{esc(table.title)}</{heading}>',
+             '<div class="scroll"><table>', "<thead><tr>"
+             + "".join(f"<th>{esc(h)}</th>" for h in table.header) + "</tr></thead><tbody>"]
+    for i, row in enumerate(table.rows):
+        cells = []
+        for j, c in enumerate(row):
+            text = esc(str(c))
+            if table.is_bold(i, j) and c != DASH:
+                text = f"<b>{text}</b>"
+            cells.append(f'<td class="err">{text}</td>' if j in table.wrap
+                         else f"<td>{text}</td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</tbody></table></div>")
+    if table.note:
+        parts.append(f'<p class="note">{esc(table.note)}</p>')
+    return "\n".join(parts)
+
+
+def write_html(content: ReportContent, figures: DrawnFigures, out: Path) -> Path:
+    """Write ``index.html`` into ``out``; returns its path."""
+    sections = [("runs", "Runs", _status_html(content, [*content.notes, *figures.notes]))]
+    if content.summary_tables:
+        sections.append(("overall", "Overall",
+                         "\n".join(to_html(t) for t in content.summary_tables)))
+    captions = {**CAPTIONS, "accuracy": CAPTIONS["accuracy"].format(
+        metric=content.metric.replace("_", " "))}
+    for key, tables, drawn in per_dataset(content, figures):
+        body = [to_html(t) for t in tables]
+        body += [figure_html(path, captions.get(kind, "")) for kind, path in drawn.items()]
+        head = (f"{key[0]}: " if content.show_experiment else "") + f"{key[1]} · {key[2]}"
+        sections.append((slug("ds_" + "_".join(key)), head, "\n".join(body)))
+    if "coverage" in figures.files:
+        sections.append(("coverage", "Class coverage",
+                         figure_html(figures.files["coverage"], captions["coverage"])))
+    sections.append(_problems_section(content))
+    if content.tests is not None:
+        sections.append(("tests", "Paired tests per cell",
+                         f"<details><summary>{len(content.tests.rows)} tests</summary>"
+                         f"{to_html(content.tests)}</details>"))
+    meta = (f"Runs below <code>{html.escape(str(content.root))}</code> · metric "
+            f"<b>{html.escape(content.metric)}</b> · reference "
+            f"<b>{html.escape(str(content.reference))}</b> · alpha {content.alpha} · "
+            f"generated {datetime.now().isoformat(timespec='seconds')}")
+    path = out / "index.html"
+    path.write_text(page("nfpf report", meta, sections), encoding="utf-8")
+    return path
+
+
+def _status_html(content: ReportContent, notes: list[str]) -> str:
+    status = (f'<p class="{"warn" if content.has_problems else "ok"}">'
+              f"{html.escape(content.status)}</p>")
+    if notes:
+        status += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+    return status
+
+
+def _problems_section(content: ReportContent) -> tuple[str, str, str]:
+    """The failed, incomplete and (collapsed) skipped runs."""
+    body = [to_html(content.failed) if content.failed else "<p>No failed runs.</p>",
+            to_html(content.incomplete) if content.incomplete else "<p>No incomplete runs.</p>"]
+    if content.skipped:
+        body.append(f"<details><summary>{html.escape(content.skipped.title)}</summary>"
+                    f"{to_html(content.skipped)}</details>")
+    heading = ("Failed, incomplete and skipped runs" if content.skipped
+               else "Failed and incomplete runs")
+    return "failed", heading, "\n".join(body)

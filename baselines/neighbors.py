@@ -10,15 +10,13 @@ Conventions
 * ``knn_density(X, k) = 1 / mean_{j in kNN(i)} ||x_i - x_j||`` (``squared=True``: the mean of
   squared distances). A sample with ``k`` exact duplicates has infinite density.
 
-Distances are computed block by block as ``|a|^2 + |b|^2 - 2 a.b`` with torch, in the input's
-float precision (float64 stays float64, anything else becomes float32). Each block holds
-``chunk_size`` rows against all ``n`` samples, so memory is O(chunk_size * n + n * k), never
-O(n^2).
+Distances are those of :func:`nfpf.core.kernels.knn`: block by block as
+``|a|^2 + |b|^2 - 2 a.b`` with torch, in the input's float precision (float64 stays float64,
+anything else becomes float32). Each block holds ``chunk_size`` rows against all ``n``
+samples, so memory is O(chunk_size * n + n * k), never O(n^2).
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import torch
@@ -26,8 +24,6 @@ import torch
 from nfpf.core import kernels
 
 __all__ = ["as_float_array", "auto_chunk_size", "knn_density", "knn_distances", "l2_normalize"]
-
-log = logging.getLogger(__name__)
 
 #: Bytes of one distance block used when no chunk size is given.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
@@ -64,20 +60,6 @@ def auto_chunk_size(n_columns: int, itemsize: int, block_bytes: int = DEFAULT_BL
     return int(max(1, min(max(n_columns, 1), block_bytes // max(1, n_columns * itemsize))))
 
 
-def _check_k(k: int, n: int) -> int:
-    if isinstance(k, bool) or not float(k).is_integer():
-        raise ValueError(f"k must be a whole number of neighbours; got {k!r}.")
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"k must be >= 1; got {k}.")
-    if k > n - 1:
-        raise ValueError(
-            f"k={k} is larger than the pool allows: with {n} samples each has {n - 1} "
-            f"neighbours other than itself. Choose k <= {n - 1}."
-        )
-    return k
-
-
 def knn_distances(
     X: np.ndarray,
     k: int,
@@ -87,6 +69,8 @@ def knn_distances(
     return_indices: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Distances from every sample to its ``k`` nearest other samples, ascending.
+
+    The CPU form of :func:`nfpf.core.kernels.knn`, in ``X``'s float precision, as arrays.
 
     Parameters
     ----------
@@ -108,38 +92,13 @@ def knn_distances(
     Time O(n^2 d); memory O(chunk_size * n + n * k).
     """
     X = as_float_array(X)
-    n = X.shape[0]
-    k = _check_k(k, n)
-    Xt = torch.from_numpy(X)
-    sq = (Xt * Xt).sum(dim=1)
-    sq_row = sq[None, :]
-    chunk = int(chunk_size) if chunk_size else auto_chunk_size(n, X.itemsize)
-    buffer = torch.empty((min(chunk, n), n), dtype=Xt.dtype)
-    out_d = torch.empty((n, k), dtype=Xt.dtype)
-    out_i = torch.empty((n, k), dtype=torch.int64) if return_indices else None
-    n_blocks = -(-n // chunk)
-    for b, start in enumerate(range(0, n, chunk)):
-        stop = min(start + chunk, n)
-        m = stop - start
-        block = buffer[:m]
-        # |x_j|^2 - 2 x_i.x_j: the squared distance minus |x_i|^2, a constant of the row that
-        # does not change the row's ranking; it is added back to the k values kept.
-        torch.addmm(sq_row, Xt[start:stop], Xt.T, beta=1.0, alpha=-2.0, out=block)
-        block.diagonal(offset=start).fill_(float("inf"))  # not its own neighbour
-        if out_i is not None:
-            values, idx = torch.topk(block, k, dim=1, largest=False, sorted=True)
-            out_i[start:stop] = idx
-        else:
-            values = torch.from_numpy(np.sort(
-                np.partition(block.numpy(), k - 1, axis=1)[:, :k], axis=1))
-        out_d[start:stop] = values.add_(sq[start:stop, None]).clamp_min_(0.0)
-        if n_blocks >= 20 and (b + 1) % max(1, n_blocks // 10) == 0:
-            log.info("kNN distances: %d/%d rows", stop, n)
-    distances = out_d.numpy()
-    if not squared:
+    chunk = int(chunk_size) if chunk_size else auto_chunk_size(len(X), X.itemsize)
+    on_cpu, indices = kernels.knn(torch.from_numpy(X), k, squared=True, chunk_size=chunk)
+    distances = on_cpu.numpy()
+    if not squared:  # numpy's square root, as every caller of this helper takes it
         np.sqrt(distances, out=distances)
-    if out_i is not None:
-        return distances, out_i.numpy()
+    if return_indices:
+        return distances, indices.numpy()
     return distances
 
 
@@ -169,9 +128,9 @@ def knn_density(
 
     Time O(n^2 d); memory O(chunk_size * n + n * k).
     """
-    if device is not None:
-        on_device, _ = kernels.knn(X, _check_k(k, len(X)), squared=True,
-                                   chunk_size=chunk_size, device=device)
+    if device is not None:  # float32 on the device, whatever X's precision
+        on_device, _ = kernels.knn(kernels.as_device_tensor(X, device), k, squared=True,
+                                   chunk_size=chunk_size)
         distances = on_device.cpu().numpy()
         if not squared:  # numpy's square root, as the CPU path takes it
             np.sqrt(distances, out=distances)

@@ -5,36 +5,46 @@
 - :class:`FullBatchModule`: a LightningModule base that trains on the whole (candidate) pool
   as one batch, in named phases ("pretrain", "joint", ...), and records every epoch's losses.
 - :func:`fit_full_batch`: runs one phase with a ``pytorch_lightning.Trainer``.
-- :func:`torch_threads`: a scoped limit on torch's intra-op threads.
-- :func:`check_hidden_dims`, :func:`check_positive`: constructor validation helpers.
+- :class:`AutoencoderRanker`: the selector base both share: the parameters of the
+  autoencoder and its training, their checks, and the ranking of the (candidate) pool by
+  the trained model's scores.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from sklearn.preprocessing import minmax_scale
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nfpf.core.resources import torch_threads
-from nfpf.core.trainer import make_trainer, quiet_lightning
+from nfpf.core.selection import (
+    Pool,
+    RankingSelector,
+    candidate_subset,
+    candidate_subset_size,
+    check_param,
+)
+from nfpf.core.trainer import check_one_device, make_trainer, quiet_lightning
 
 __all__ = [
+    "AutoencoderRanker",
     "FullBatchModule",
     "MLPAutoencoder",
     "check_hidden_dims",
-    "check_positive",
     "fit_full_batch",
     "minmax",
     "reset_linear_",
     "top_k",
-    "torch_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,12 +168,12 @@ def fit_full_batch(module: FullBatchModule, tensors: Sequence[torch.Tensor], pha
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (all zeros when every value is equal)."""
+    """Scale to [0, 1] with :func:`sklearn.preprocessing.minmax_scale` (all zeros when
+    every value is equal, or when a value is not finite)."""
     values = np.asarray(values, dtype=np.float64)
-    span = values.max() - values.min()
-    if not np.isfinite(span) or span <= 0:
+    if not np.isfinite(values).all():
         return np.zeros_like(values)
-    return (values - values.min()) / span
+    return minmax_scale(values)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -172,33 +182,100 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return order[:k].astype(np.int64)
 
 
-def check_hidden_dims(hidden_dims: Any) -> tuple[int, ...]:
+def check_hidden_dims(hidden_dims: Any) -> None:
     """Validate a list of hidden-layer widths (an empty list means no hidden layer)."""
     try:
-        dims = tuple(int(h) for h in hidden_dims)
+        dims = [h for h in hidden_dims]
+        for width in dims:
+            check_param("hidden_dims", width, low=1)
     except (TypeError, ValueError):
         raise ValueError(f"hidden_dims must be a list of positive integers; got "
                          f"{hidden_dims!r}.") from None
-    if any(h < 1 for h in dims):
-        raise ValueError(f"hidden_dims must be a list of positive integers; got {list(dims)}.")
-    return dims
 
 
-def check_positive(name: str, value: Any, *, integer: bool = False,
-                   allow_zero: bool = False) -> Any:
-    """Validate a positive (or non-negative) number and return it as int/float."""
-    bad = isinstance(value, bool)
-    try:
-        number = int(value) if integer else float(value)
-        if integer and float(value) != number:
-            bad = True
-    except (TypeError, ValueError):
-        bad = True
-        number = 0
-    if not bad and (not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero)):
-        bad = True
-    if bad:
-        kind = "integer" if integer else "number"
-        allowed = f">= 0 {kind}" if allow_zero else f"positive {kind}"
-        raise ValueError(f"{name} must be a {allowed}; got {value!r}.")
-    return number
+class AutoencoderRanker(RankingSelector):
+    """Base of the autoencoder rankers (DUAL, ALMS): train on the (candidate) pool, rank by
+    the trained model's per-sample scores.
+
+    Subclasses store their own parameters and those below, check theirs in
+    :meth:`check_params` after calling this one's, and implement :meth:`_train`. The
+    ranking does not depend on the budget except through the candidate subset, so a budget
+    sweep trains once per seed (see :class:`~nfpf.core.selection.RankingSelector`).
+
+    Parameters shared by the subclasses (besides ``hidden_dims``, ``latent_dim``,
+    ``pretrain_epochs``, ``epochs`` and ``lr``, described there):
+
+    Parameters
+    ----------
+    max_candidates : int or None
+        Largest pool trained on directly; above it a seeded random subset of
+        ``max(max_candidates, budget)`` samples is used (logged and recorded in
+        ``info_["candidate_subset"]``). ``None``: never subsample.
+    trainer : mapping, optional
+        ``pytorch_lightning.Trainer`` settings of the autoencoder (the ``trainer`` config
+        group; ``trainer=gpu`` trains it on the GPU); one device only. CPU when omitted.
+    enable_progress_bar : bool
+        Show Lightning's progress bar.
+    num_threads : int or None
+        Torch intra-op threads while training (restored afterwards); ``None`` keeps torch's
+        setting. The default 1 keeps the run time predictable on a CPU shared with other
+        busy processes, where torch's spinning thread pool collapses (see
+        :func:`nfpf.core.resources.torch_threads`); raise it on an idle many-core machine.
+
+    Attributes
+    ----------
+    info_ : dict
+        ``candidate_subset`` (its size, or None), what :meth:`_train` adds, ``final_loss``.
+    history_ : list of dict
+        One record per epoch: phase, epoch and every loss term.
+    scores_ : ndarray of shape (m,)
+        Scores of the samples trained on (the candidate subset when one is used).
+    candidates_ : ndarray of shape (m,) or None
+        Pool indices of the candidate subset, or None.
+    """
+
+    hidden_dims: Sequence[int]
+    latent_dim: int
+    pretrain_epochs: int
+    epochs: int
+    lr: float
+    max_candidates: int | None
+    trainer: Mapping[str, Any] | None
+    enable_progress_bar: bool
+    num_threads: int | None
+
+    def check_params(self) -> None:
+        check_hidden_dims(self.hidden_dims)
+        check_param("latent_dim", self.latent_dim, low=1)
+        check_param("pretrain_epochs", self.pretrain_epochs, low=0)
+        check_param("epochs", self.epochs, low=1)
+        check_param("lr", self.lr, Real, low=0, closed="neither")
+        check_param("max_candidates", self.max_candidates, low=1, also=(None,),
+                    hint=" (None: never subsample)")
+        check_one_device(self.trainer, type(self).__name__)
+        check_param("num_threads", self.num_threads, low=1, also=(None,),
+                    hint=" (None: torch's setting)")
+
+    def ranking_key(self, n: int, budget: int) -> int:
+        """The number of samples ranked: the budget matters only through the subset size."""
+        return candidate_subset_size(n, budget, self.max_candidates)
+
+    def _rank(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        with torch_threads(self.num_threads):
+            subset = candidate_subset(pool.n, budget, self.max_candidates, seed,
+                                      type(self).__name__)
+            X = pool.features if subset is None else pool.features[subset]
+            scores, history, info = self._train(X, pool.n_classes, seed)
+        self.scores_ = scores
+        self.candidates_ = subset
+        self.history_ = history
+        self.info_ = {"candidate_subset": None if subset is None else int(subset.size), **info,
+                      "final_loss": float(history[-1]["loss"]) if history else None}
+        order = top_k(scores, scores.size)
+        return order if subset is None else subset[order]
+
+    @abstractmethod
+    def _train(self, X: np.ndarray, n_classes: int | None, seed: int,
+               ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
+        """Train on the rows ``X`` with ``seed``; return their scores, the training history
+        and the selector's own ``info_`` entries."""
