@@ -1,9 +1,13 @@
-"""Checks of whole-number parameters, shared by the SFLM and the NFPF selectors."""
+"""Whole-number parameters of the SFLM and the NFPF selectors, checked by
+:func:`nfpf.core.selection.check_param` (the check every selector uses)."""
 
 from __future__ import annotations
 
 import numbers
+from numbers import Integral
 from typing import Any
+
+from nfpf.core.selection import check_param
 
 __all__ = ["check_count", "is_whole"]
 
@@ -38,8 +42,9 @@ def check_count(value: Any, name: str, minimum: int = 1, *, none: str | None = N
     """
     if value is None and none is not None:
         return None
-    if not is_whole(value) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        accepted = f"{kind} or None ({none})" if none is not None else kind
-        raise ValueError(f"{name} must be {accepted}; got {value!r}.")
-    return int(value)
+    # NFPF's configs accept 5.0 for 5 (the released code's MATLAB-style numbers); the check
+    # itself is the one every selector uses
+    count = int(value) if is_whole(value) else value
+    check_param(name, count, Integral, low=minimum,
+                hint=f" or None ({none})" if none is not None else "")
+    return count
