@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,47 @@ def test_every_package_folder_is_shipped_in_the_wheel() -> None:
                for p in (PROJECT_ROOT / "nfpf").rglob("__init__.py")}
     assert folders <= packages
     assert {"nfpf.baselines", "nfpf.cli", "nfpf.conf"} <= packages
+
+
+def _sources(graph) -> dict[str, str]:
+    return {name: path.read_text(encoding="utf-8") for name, path in graph.modules().items()}
+
+
+def _imported_roots(source: str) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_one_home_for_file_io_and_trainers(graph) -> None:
+    """Hashing and atomic renames live in nfpf.io, Lightning Trainers are built only by
+    nfpf.core.trainer, the RD score only in nfpf.method.rd."""
+    sources = _sources(graph)
+    assert [n for n, s in sources.items() if "hashlib" in _imported_roots(s)] == ["nfpf.io"]
+    assert [n for n, s in sources.items() if "os.replace(" in s] == ["nfpf.app.writers",
+                                                                     "nfpf.io"]
+    assert [n for n, s in sources.items()
+            if re.search(r"\bTrainer\(", s)] == ["nfpf.core.trainer"]
+    assert [n for n, s in sources.items() if "def rd_scores" in s] == ["nfpf.method.rd"]
+
+
+def test_nfpf_plus_overrides_only_its_own_steps() -> None:
+    """NFPF+ inherits NFPF's round loop: it replaces the space the SFLMs see (``_select``,
+    ``_seed_space``), the work before the rounds and each round's pick, nothing else."""
+    from nfpf.method import NFPF, NFPFPlus
+
+    overridden = {name for name, value in vars(NFPFPlus).items()
+                  if callable(value) and hasattr(NFPF, name)}
+    assert overridden == {"__init__", "_select", "_seed_space", "_before_rounds", "_pick"}
+    assert NFPFPlus._progressive is NFPF._progressive
+    assert NFPFPlus._round is NFPF._round
+
+
+def test_code_comments_cite_no_work_items_or_files_outside_the_repo(graph) -> None:
+    cited = [name for name, source in _sources(graph).items()
+             if re.search(r"\bissue \d|\bmethods\.md\b", source)]
+    assert cited == []

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from nfpf.core.api import CONFIG_DIR
 from nfpf.evaluation.pipeline import RunNames
 from nfpf.evaluation.records import RESULT_FILE, find_run_files
-from nfpf.io import read_json, write_json_atomic
+from nfpf.io import atomic_write, read_json, write_json_atomic
 
 log = logging.getLogger("nfpf.sweep")
 
@@ -191,11 +191,8 @@ class SweepProgress(Callback):
         # the ledger starts from what is on disk (a resumed sweep's finished runs)
         existing = [(str(path.parent.resolve().relative_to(sweep_dir.resolve())),
                      _status_of(path)) for path in find_run_files(sweep_dir)]
-        ledger = sweep_dir / LEDGER_FILE
-        tmp = ledger.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"run": r, "status": s}) + "\n" for r, s in existing),
-                       encoding="utf-8")
-        os.replace(tmp, ledger)
+        lines = "".join(json.dumps({"run": r, "status": s}) + "\n" for r, s in existing)
+        atomic_write(sweep_dir / LEDGER_FILE, lambda handle: handle.write(lines.encode()))
         SESSION.ledger_start = len(existing)  # later lines: the runs of this sweep
         done = sum(s == "complete" for _, s in existing)
         write_json_atomic(sweep_dir / SWEEP_FILE, {"total": total, "started": time.time()})
