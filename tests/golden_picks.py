@@ -128,7 +128,7 @@ def compute(datasets=DATASETS, names=None, repeat_trained: bool = False) -> dict
                     if name in TRAINED:
                         out["losses"][key] = loss
                         if repeat_trained and (budget, seed) == (per_class[0] * data.n_classes,
-                                                                 SEEDS[0]):
+                                                                 SEEDS[0]):  # one per dataset
                             out["repeated"][key] = picks(name, budget, seed, data, pool)[0]
             out["seconds"][f"{dataset}/{name}"] = round(time.perf_counter() - t, 2)
             print(f"{dataset} {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
