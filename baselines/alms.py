@@ -282,6 +282,7 @@ class ALMS(AutoencoderRanker):
         for name in ("alpha", "beta", "gamma", "lam"):
             check_param(name, getattr(self, name), Real, low=0)
         check_param("snr_db", self.snr_db, Real, hint=" of decibels")
+        check_choice("normalize_rows", self.normalize_rows, (True, False))
         check_choice("score", self.score, _SCORES)
 
     def _train(self, X: np.ndarray, n_classes: int | None, seed: int,

@@ -32,6 +32,7 @@ from nfpf.core.selection import (
     RankingSelector,
     candidate_subset,
     candidate_subset_size,
+    check_choice,
     check_param,
 )
 from nfpf.core.trainer import check_one_device, make_trainer, quiet_lightning
@@ -253,6 +254,7 @@ class AutoencoderRanker(RankingSelector):
         check_param("max_candidates", self.max_candidates, low=1, also=(None,),
                     hint=" (None: never subsample)")
         check_one_device(self.trainer, type(self).__name__)
+        check_choice("enable_progress_bar", self.enable_progress_bar, (True, False))
         check_param("num_threads", self.num_threads, low=1, also=(None,),
                     hint=" (None: torch's setting)")
 

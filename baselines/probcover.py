@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_memory
 from nfpf.baselines.neighbors import as_float_array, auto_chunk_size, l2_normalize
 from nfpf.core import kernels
 from nfpf.core.memo import Memo
-from nfpf.core.selection import Pool, SubsetSelector, check_param
+from nfpf.core.selection import Pool, SubsetSelector, check_choice, check_param
 
 __all__ = ["ProbCover", "delta_ball_graph", "greedy_max_coverage", "purity_delta"]
 
@@ -115,6 +115,7 @@ class ProbCover(SubsetSelector):
                     hint=" (a radius: distances of L2-normalised features lie in [0, 2]; "
                          "None: the purity rule)")
         check_param("alpha", self.alpha, Real, low=0, high=1, closed="right")
+        check_choice("normalize", self.normalize, (True, False))
         check_param("chunk_size", self.chunk_size, low=1, also=(None,))
         check_param("purity_sample", self.purity_sample, low=1)
         check_param("n_init", self.n_init, low=1, also=("auto",))

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_memory
 from nfpf.baselines.neighbors import as_float_array, auto_chunk_size, knn_density, l2_normalize
 from nfpf.core import kernels
 from nfpf.core.memo import Memo
-from nfpf.core.selection import Pool, SubsetSelector, check_param
+from nfpf.core.selection import Pool, SubsetSelector, check_choice, check_param
 
 __all__ = ["USL", "usl_regularizer"]
 
@@ -135,6 +135,7 @@ class USL(SubsetSelector):
         check_param("alpha", self.alpha, Real, low=0, closed="neither")
         check_param("horizon_dist", self.horizon_dist, Real, low=0, closed="neither",
                     also=(None,), hint=" (None: no horizon)")
+        check_choice("normalize", self.normalize, (True, False))
         check_param("minibatch_above", self.minibatch_above, low=0, also=(None,))
         check_param("n_init", self.n_init, low=1, also=("auto",))
         check_param("chunk_size", self.chunk_size, low=1, also=(None,))

@@ -108,12 +108,15 @@ def test_one_home_for_file_io_and_trainers(graph) -> None:
 
 def test_nfpf_plus_overrides_only_its_own_steps() -> None:
     """NFPF+ inherits NFPF's round loop: it replaces the space the SFLMs see (``_select``,
-    ``_seed_space``), the work before the rounds and each round's pick, nothing else."""
+    ``_seed_space``), the work before the rounds and each round's pick, and adds its own
+    parameters and their checks (``__init__``, ``check_params``, what None means for
+    ``ref_normalisation``), nothing else."""
     from nfpf.method import NFPF, NFPFPlus
 
     overridden = {name for name, value in vars(NFPFPlus).items()
                   if callable(value) and hasattr(NFPF, name)}
-    assert overridden == {"__init__", "_select", "_seed_space", "_before_rounds", "_pick"}
+    assert overridden == {"__init__", "check_params", "_ref_normalisation", "_select",
+                          "_seed_space", "_before_rounds", "_pick"}
     assert NFPFPlus._progressive is NFPF._progressive
     assert NFPFPlus._round is NFPF._round
 
@@ -122,3 +125,49 @@ def test_code_comments_cite_no_work_items_or_files_outside_the_repo(graph) -> No
     cited = [name for name, source in _sources(graph).items()
              if re.search(r"\bissue \d|\bmethods\.md\b", source)]
     assert cited == []
+
+
+def _sflm_private_names() -> set[str]:
+    """Private methods, properties and attributes of the SFLM class (``_x``, not dunders)."""
+    tree = ast.parse((PROJECT_ROOT / "nfpf" / "method" / "sflm.py").read_text(encoding="utf-8"))
+    sflm = next(node for node in tree.body
+                if isinstance(node, ast.ClassDef) and node.name == "SFLM")
+    names = {node.name for node in sflm.body if isinstance(node, ast.FunctionDef)}
+    for node in ast.walk(sflm):
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else (
+            node.targets if isinstance(node, ast.Assign) else [])
+        names |= {t.attr for t in targets if isinstance(t, ast.Attribute)
+                  and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def _reads_of(names: set[str], source: str) -> list[str]:
+    """``obj._x`` and ``getattr(obj, "_x")`` in ``source`` for ``_x`` in ``names`` (on any
+    object but ``self``, whose private names are its own class's)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in names and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1
+              and isinstance(node.args[1], ast.Constant) and node.args[1].value in names):
+            found.append(f"line {node.lineno}: {node.func.id} {node.args[1].value}")
+    return sorted(found)
+
+
+def test_no_private_attribute_of_the_sflm_is_read_outside_its_module() -> None:
+    """The SFLM is driven through its public interface (fit, partial_fit/end_pass,
+    export_state/load_state, ...) everywhere else: the NFPF selectors, the Lightning module,
+    the benchmarks, the tests."""
+    names = _sflm_private_names()
+    assert {"_fit", "_solve", "_device", "_torch_dtype"} <= names  # the scan sees them
+    folders = ["nfpf", "baselines", "experiments", "tests", "scripts", "hydra_plugins"]
+    sflm = PROJECT_ROOT / "nfpf" / "method" / "sflm.py"
+    offenders = {str(path.relative_to(PROJECT_ROOT)): reads
+                 for folder in folders for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
+                 if path != sflm and (reads := _reads_of(names, path.read_text("utf-8")))}
+    assert offenders == {}
+    # the scan finds such reads
+    assert _reads_of(names, "m = SFLM(3)\nm._fit.stats\ngetattr(m, '_torch_dtype')\n") == [
+        "line 2: ._fit", "line 3: getattr _torch_dtype"]

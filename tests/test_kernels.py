@@ -226,3 +226,26 @@ def test_kmeans_labels_follow_scikit_learn_and_auto_is_one_restart():
     mini = MiniBatchKMeans(4, batch_size=50, n_init="auto", random_state=3).fit_predict(X)
     got = kernels.kmeans_labels(X, 4, 3, minibatch_above=3, batch_size=50)
     assert got.tolist() == mini.tolist()
+
+
+def test_fit_kmeans_is_scikit_learn_with_each_algorithms_iterations():
+    """The one K-means dispatch: KMeans (Lloyd's iterations from max_iter) up to
+    minibatch_above clusters, MiniBatchKMeans (its own epochs, scikit-learn's default unless
+    minibatch_max_iter) above; the same centres and labels as the estimators themselves."""
+    X = blobs(300)
+    lloyd = kernels.fit_kmeans(X, 4, 3, n_init=2, max_iter=7, minibatch_above=4)
+    expected = SkKMeans(4, n_init=2, max_iter=7, random_state=3).fit(X)
+    np.testing.assert_array_equal(lloyd.centers.numpy(), expected.cluster_centers_)
+    np.testing.assert_array_equal(lloyd.labels.numpy(), expected.labels_)
+    assert lloyd.inertia == expected.inertia_ and lloyd.n_iter == expected.n_iter_
+    mini = kernels.fit_kmeans(X, 4, 3, n_init=2, max_iter=7, minibatch_above=3, batch_size=64)
+    expected = MiniBatchKMeans(4, n_init=2, batch_size=64, random_state=3).fit(X)
+    np.testing.assert_array_equal(mini.centers.numpy(), expected.cluster_centers_)
+    np.testing.assert_array_equal(mini.labels.numpy(), expected.labels_)
+    capped = kernels.fit_kmeans(X, 4, 3, n_init=2, minibatch_above=3, minibatch_max_iter=1,
+                                batch_size=64)
+    expected = MiniBatchKMeans(4, n_init=2, batch_size=64, max_iter=1, random_state=3).fit(X)
+    np.testing.assert_array_equal(capped.centers.numpy(), expected.cluster_centers_)
+    on_device = kernels.fit_kmeans(X, 4, 3, n_init=2, max_iter=7, device="cpu")
+    torch_path = kernels.kmeans(X, 4, n_init=2, max_iter=7, seed=3)
+    assert torch.equal(on_device.centers, torch_path.centers)

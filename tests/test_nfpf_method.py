@@ -211,12 +211,12 @@ def test_ablation_variants_extend_nfpf_and_change_what_they_name():
 
 # ---------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(ref_hidden=0), "n_hidden"),
+    (dict(ref_hidden=0), "ref_hidden must be"),
     (dict(C=0), "C must be"),
     (dict(C=-0.1), "C must be"),
     (dict(ref_activation="sigmoid", ref_type=0), "undefined"),
     (dict(cur_activation="sigmoid"), "undefined"),  # with cur_type=0
-    (dict(cur_activation="tanh"), "activation"),
+    (dict(cur_activation="tanh"), "cur_activation must be one of"),
     (dict(cur_hidden=0, cur_hidden_growth=0), "cur_hidden"),
     (dict(candidate_pool=0), "candidate_pool"),
     (dict(candidate_pool="most"), "candidate_pool"),
@@ -315,11 +315,16 @@ def test_selection_does_not_depend_on_n_jobs_or_overlapped_seeding(seeding):
                                   runs[2][1].reference_errors_)
 
 
-def test_reference_error_in_the_background_is_raised():
+def test_reference_error_in_the_background_is_raised(monkeypatch):
+    import nfpf.method.progressive
+
+    def broken(*args, **kwargs):
+        raise ValueError("the reference SFLM failed")
+
+    monkeypatch.setattr(nfpf.method.progressive, "reference_errors", broken)
     X = np.random.default_rng(0).random((50, 8)).astype(np.float32)
-    sel = NFPF(**FAST, n_jobs=2)
-    sel.ref_hidden = -1  # break the reference only (validated at construction otherwise)
-    with pytest.raises(ValueError, match="n_hidden"):
+    sel = NFPF(**FAST, n_jobs=2)  # n_jobs > 1: the reference is fitted beside the seeding
+    with pytest.raises(ValueError, match="the reference SFLM failed"):
         sel.select(Pool(features=X, n_classes=3), 20, seed=0)
 
 
@@ -434,3 +439,123 @@ def test_sflm_input_features_reconstructs_the_embedding():
     assert not np.array_equal(picks, on_pixels)
     with pytest.raises(ValueError, match="sflm_input must be one of"):
         NFPF(sflm_input="embedding")
+
+
+# ------------------------------------------------------------ one selection's state
+def _picks_and_rounds(selector, pool, budget, seed):
+    picks = selector.select(pool, budget, seed=seed)
+    return picks, [record["chosen"] for record in selector.history_], selector.seeds_.copy()
+
+
+def _two_pools():
+    first, _ = clusters_and_outliers(0)
+    second, _ = clusters_and_outliers(3, K=4, m=30, n_out=2)
+    return (first, 24, 0), (second, 17, 5)
+
+
+@pytest.mark.parametrize("cls", ["nfpf", "nfpf_plus"])
+def test_one_instance_serves_consecutive_and_nested_selections(cls, monkeypatch):
+    """The state of a selection lives in its own object: an instance used for two
+    selections, one after the other or the second inside the first's rounds, picks what two
+    fresh instances pick, and ends with the results of the selection that finished last."""
+    import nfpf.method.progressive
+    from nfpf.method.plus import NFPFPlus
+
+    make = {"nfpf": lambda: NFPF(**FAST, k=3),
+            "nfpf_plus": lambda: NFPFPlus(ref_hidden=60, progress=False, k=3)}[cls]
+    (pool_a, budget_a, seed_a), (pool_b, budget_b, seed_b) = _two_pools()
+    fresh_a = _picks_and_rounds(make(), pool_a, budget_a, seed_a)
+    fresh_b = _picks_and_rounds(make(), pool_b, budget_b, seed_b)
+
+    shared = make()
+    for fresh, (pool, budget, seed) in ((fresh_a, _two_pools()[0]), (fresh_b, _two_pools()[1])):
+        got = _picks_and_rounds(shared, pool, budget, seed)
+        np.testing.assert_array_equal(got[0], fresh[0])
+        assert got[1] == fresh[1]
+        np.testing.assert_array_equal(got[2], fresh[2])
+
+    inner = {}
+    scores = nfpf.method.progressive.rd_scores
+
+    def scores_then_select_b(*args, **kwargs):
+        if not inner:  # the first round of A: run all of B on the same instance
+            inner["b"] = None
+            inner["b"] = _picks_and_rounds(nested, pool_b, budget_b, seed_b)
+        return scores(*args, **kwargs)
+
+    monkeypatch.setattr(nfpf.method.progressive, "rd_scores", scores_then_select_b)
+    nested = make()
+    got_a = _picks_and_rounds(nested, pool_a, budget_a, seed_a)
+    assert inner["b"] is not None
+    for got, fresh in ((got_a, fresh_a), (inner["b"], fresh_b)):
+        np.testing.assert_array_equal(got[0], fresh[0])
+        assert got[1] == fresh[1]
+
+
+@pytest.mark.parametrize("cls", ["nfpf", "nfpf_plus"])
+def test_clone_of_a_used_selector_is_a_fresh_one(cls):
+    from sklearn.base import clone
+
+    from nfpf.method.plus import NFPFPlus
+
+    make = {"nfpf": lambda: NFPF(**FAST, k=3),
+            "nfpf_plus": lambda: NFPFPlus(ref_hidden=60, progress=False, k=3)}[cls]
+    (pool, budget, seed), _ = _two_pools()
+    used = make()
+    used.select(pool, budget, seed=seed)
+    assert {"info_", "history_", "seeds_", "reference_errors_"} <= set(vars(used))
+    twin, fresh = clone(used), make()
+    assert twin.get_params() == fresh.get_params()
+    assert set(vars(twin)) == set(vars(fresh))
+    # an estimator holds its parameters only: no selection state, no private attribute
+    assert [key for key in vars(fresh) if key.endswith("_") or key.startswith("_")] == []
+    np.testing.assert_array_equal(twin.select(pool, budget, seed=seed),
+                                  used.select(pool, budget, seed=seed))
+
+
+def test_whole_floats_count_as_whole_numbers():
+    """NFPF's configs may give 5.0 for 5 (the released code's numbers): stored as given,
+    they select exactly what the integers select."""
+    pool, _ = clusters_and_outliers(1)
+    counts = dict(ref_hidden=120, cur_hidden=10, cur_hidden_growth=1, candidate_pool=40,
+                  k=3, n_seeds=6, seed_pca_components=5, n_clusters=5, kmeans_n_init=2,
+                  kmeans_max_iter=300, epochs=1, ref_type=1, cur_type=0, batch_size=64,
+                  n_jobs=1)
+    as_ints = NFPF(**counts, seed_features="pca", progress=False)
+    as_floats = NFPF(**{key: float(value) for key, value in counts.items()},
+                     seed_features="pca", progress=False)
+    assert as_floats.get_params()["k"] == 3.0 and isinstance(as_floats.k, float)
+    np.testing.assert_array_equal(as_floats.select(pool, 25, seed=2),
+                                  as_ints.select(pool, 25, seed=2))
+    def rounds(selector):
+        return [(r["chosen"], r["n_hidden"], r["scores"]) for r in selector.history_]
+
+    assert rounds(as_floats) == rounds(as_ints) and len(rounds(as_ints)) == 7
+
+
+# ------------------------------------------------------------ progress bar default
+@pytest.mark.parametrize("method", ["nfpf", "nfpf_plus"])
+def test_library_calls_draw_no_bar_unless_stderr_is_a_terminal(method, capsys, monkeypatch):
+    """nfpf.select draws nothing on a stderr that is not a terminal (a file, a pipe, a
+    notebook); progress=True always draws; a terminal gets the bar by default."""
+    import io
+    import sys
+
+    import nfpf
+
+    pool, _ = clusters_and_outliers(0)
+    options = dict(ref_hidden=60, k=3, device="cpu")
+    nfpf.select(pool, 20, method=method, **options)
+    assert capsys.readouterr().err == ""
+    nfpf.select(pool, 20, method=method, progress=True, **options)
+    label = "NFPF+" if method == "nfpf_plus" else "NFPF"
+    assert f"{label}:" in capsys.readouterr().err
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    nfpf.select(pool, 20, method=method, **options)
+    assert f"{label}:" in terminal.getvalue()

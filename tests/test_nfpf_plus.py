@@ -181,3 +181,19 @@ def test_budget_clusters_one_pick_per_cluster():
 def test_bad_balance_clusters_string():
     with pytest.raises(ValueError, match="balance_clusters"):
         NFPFPlus(balance_clusters="classes")
+
+
+def test_balance_clusters_are_scikit_learns_kmeans_of_the_seed_space():
+    """The balancing clusters come from the shared K-means dispatch: with K <= 500 on the
+    CPU, scikit-learn's KMeans (3 restarts, kmeans_max_iter) of the seed space, seeded by the
+    first draw of the rounds' generator; each sample in its nearest centre's cluster."""
+    from sklearn.cluster import KMeans
+
+    X, _ = blobs(n_per=(50, 50, 50, 50), spread=0.3)
+    pool = make_pool(X)
+    sel = NFPFPlus(seed_features="pixels", kmeans_max_iter=40, device="cpu", **FAST)
+    sel.select(pool, 24, seed=7)
+    rounds_rng = np.random.default_rng(np.random.SeedSequence(7).spawn(4)[3])
+    km = KMeans(n_clusters=24, n_init=3, max_iter=40,
+                random_state=int(rounds_rng.integers(2**31 - 1))).fit(pool.pixels())
+    np.testing.assert_array_equal(sel.balance_labels_, km.transform(pool.pixels()).argmin(1))

@@ -19,7 +19,7 @@ from nfpf.method.rd import (
     rd_scores,
     reconstruction_difference,
 )
-from nfpf.method.sflm import SFLM, SFLMStats, draw_weights
+from nfpf.method.sflm import SFLM, SFLMState, SFLMStats, draw_weights
 
 
 def rel(a, b) -> float:
@@ -169,7 +169,7 @@ def test_stats_merge_equals_full(data):
     def stats(part):
         m = SFLM(12, "sigmoid", 1, random_state=5, dtype="float64", batch_size=1000)
         m.partial_fit(part)
-        return m, m._stats
+        return m, m.pass_statistics()
 
     _, full = stats(data)
     _, a = stats(data[:100])
@@ -358,7 +358,7 @@ def test_rd_constant_sample_is_not_nan():
         (dict(C=-1.0), "C must be"),
         (dict(C=float("nan")), "C must be"),
         (dict(activation="relu"), "activation must be one of"),
-        (dict(type=2), "type must be 0"),
+        (dict(type=2), "type must be an integer in"),
         (dict(activation="sigmoid", type=0), "undefined"),
         (dict(epochs=0), "epochs"),
         (dict(dtype="float16"), "dtype"),
@@ -454,3 +454,104 @@ def test_row_view_is_read_in_batches_with_the_same_numbers(data):
     np.testing.assert_array_equal(viewed.beta_, plain.beta_)
     np.testing.assert_array_equal(viewed.errors(rows), plain.errors(data.astype(np.float32)))
     assert max(rows.reads) <= 50 < len(data)
+
+
+# ------------------------------------------------------------------ fitted state
+def same_outputs(a: SFLM, b: SFLM, X) -> None:
+    """``a`` and ``b`` encode, reconstruct and score ``X`` bit for bit alike."""
+    assert torch.equal(a.encode(X), b.encode(X))
+    assert torch.equal(a.reconstruct(X), b.reconstruct(X))
+    assert torch.equal(a.targets(X), b.targets(X))
+    for kind in ("mse", "pearson"):
+        np.testing.assert_array_equal(a.errors(X, kind), b.errors(X, kind))
+        np.testing.assert_array_equal(a.errors(X, kind, rescale="batch", rows=np.arange(40)),
+                                      b.errors(X, kind, rescale="batch", rows=np.arange(40)))
+
+
+@pytest.mark.parametrize(("activation", "kind", "faithful", "epochs", "dtype"),
+                         [("sigmoid", 1, False, 1, "float32"), ("sine", 0, True, 2, "float64"),
+                          ("sine", 1, False, 2, "float32")])
+def test_exported_state_loads_into_an_sflm_that_computes_the_same_bits(
+        data, activation, kind, faithful, epochs, dtype):
+    fitted = SFLM(17, activation, kind, epochs=epochs, faithful=faithful, random_state=6,
+                  dtype=dtype, batch_size=50).fit(data)
+    state = fitted.export_state()
+    assert isinstance(state, SFLMState) and state.n_samples_seen == len(data)
+    assert (state.activation, state.type, state.dtype) == (activation, kind, dtype)
+    assert state.input_weights.shape == (17, data.shape[1]) and state.beta.dtype == torch.float64
+    loaded = SFLM.from_state(state, faithful=faithful, batch_size=50)
+    assert loaded.is_fitted and loaded.n_hidden == 17
+    same_outputs(fitted, loaded, data)
+    # the state is a copy: changing it changes neither model
+    state.beta.zero_()
+    assert torch.equal(loaded.beta_, fitted.beta_) and fitted.beta_.abs().max() > 0
+    # loading into a configured SFLM (as the Lightning module does) is the same
+    into = SFLM(17, activation, kind, epochs=epochs, faithful=faithful, dtype=dtype,
+                batch_size=50).load_state(fitted.export_state())
+    same_outputs(fitted, into, data)
+
+
+def test_a_state_is_refused_by_an_sflm_of_other_parameters(data):
+    state = SFLM(9, "sigmoid", 1, random_state=0).fit(data).export_state()
+    with pytest.raises(ValueError, match=r"^the state was fitted with activation='sigmoid' "
+                                         r"but this SFLM has activation='sine'"):
+        SFLM(9, "sine", 1).load_state(state)
+    with pytest.raises(ValueError, match="n_hidden=9 but this SFLM has n_hidden=8"):
+        SFLM(8).load_state(state)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r"^SFLMState.beta has shape \(9, 3\)"):
+        SFLM.from_state(replace(state, beta=state.beta[:, :3]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SFLM(9).export_state()
+    assert not hasattr(SFLM(9), "beta_")  # fitted attributes exist only after a fit
+
+
+def test_the_lightning_module_carries_the_state_in_its_state_dict(data, tmp_path):
+    """The fit comes back from ddp_spawn workers as the module's state dict: saved with
+    torch.save and read with torch.load(weights_only=True), it gives a module whose SFLM
+    computes the same bits."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nfpf.method.sflm_module import SFLMModule, fit_sflm
+
+    loader = DataLoader(TensorDataset(torch.from_numpy(data)), batch_size=64)
+    fitted = fit_sflm(SFLM(14, "sine", 0, random_state=2), loader, accelerator="cpu",
+                      devices=1)
+    module = SFLMModule(fitted)
+    torch.save(module.state_dict(), tmp_path / "module.pt")
+    received = SFLMModule(n_hidden=14, activation="sine", type=0)
+    received.load_state_dict(torch.load(tmp_path / "module.pt", weights_only=True))
+    same_outputs(fitted, received.sflm, data)
+    # an unfitted module's state dict makes an SFLM unfitted
+    received.load_state_dict(SFLMModule(n_hidden=14, activation="sine", type=0).state_dict())
+    assert not received.sflm.is_fitted
+
+
+@pytest.mark.parametrize(("activation", "kind"), [("sigmoid", 1), ("sine", 0)])
+def test_all_reduced_fits_export_one_state(data, activation, kind):
+    """Three simulated processes end with the same state, bit for bit, and a model loaded
+    from it computes what each of them computes."""
+    shards = [data[:70], data[70:200], data[200:]]
+    barrier, shared = threading.Barrier(len(shards)), {}
+    models = [SFLM(18, activation, kind, random_state=4) for _ in shards]
+
+    def worker(rank):
+        m, reducer = models[rank], _ThreadReducer(rank, shared, barrier)
+        while True:
+            m.partial_fit(shards[rank])
+            if m.end_pass(reducer):
+                break
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in range(len(shards))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    states = [m.export_state() for m in models]
+    for state in states[1:]:
+        for name, tensor in state.tensors().items():
+            assert torch.equal(tensor, states[0].tensors()[name]), name
+    loaded = SFLM.from_state(states[0])
+    for m in models:
+        same_outputs(m, loaded, data)

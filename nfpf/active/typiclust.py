@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from sklearn.preprocessing import normalize as l2_rows
@@ -12,6 +13,7 @@ from nfpf.active.base import ActiveStrategy
 from nfpf.baselines.neighbors import as_float_array
 from nfpf.baselines.typiclust import check_typiclust_options, typical_picks
 from nfpf.core.kernels import kmeans_labels
+from nfpf.core.selection import Selector
 
 __all__ = ["TypiClustAL"]
 
@@ -48,10 +50,10 @@ class TypiClustAL(ActiveStrategy):
 
     model_use = None
 
-    def __init__(self, init="random", init_size=None, rounds: int = 4, model=None,
-                 max_clusters: int = 500, min_cluster_size: int = 5, k_neighbors: int = 20,
-                 distance: str = "squared", normalize: bool = True, minibatch_above: int = 50,
-                 batch_size: int = 5000):
+    def __init__(self, init: str | Selector = "random", init_size: int | None = None,
+                 rounds: int = 4, model: Any = None, max_clusters: int = 500,
+                 min_cluster_size: int = 5, k_neighbors: int = 20, distance: str = "squared",
+                 normalize: bool = True, minibatch_above: int = 50, batch_size: int = 5000):
         self.max_clusters = max_clusters
         self.min_cluster_size = min_cluster_size
         self.k_neighbors = k_neighbors

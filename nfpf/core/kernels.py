@@ -24,9 +24,9 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-__all__ = ["KMeansResult", "as_device_tensor", "center_distances", "check_k", "kmeans",
-           "kmeans_labels", "kmeans_plusplus", "knn", "nearest_distinct", "nearest_distinct_exact",
-           "resolve_n_init", "sq_distances_to"]
+__all__ = ["KMeansResult", "as_device_tensor", "center_distances", "check_k", "fit_kmeans",
+           "kmeans", "kmeans_labels", "kmeans_plusplus", "knn", "nearest_distinct",
+           "nearest_distinct_exact", "resolve_n_init", "sq_distances_to"]
 
 log = logging.getLogger(__name__)
 
@@ -301,16 +301,67 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int | str =
     return best
 
 
+def fit_kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, seed: int, *,
+               n_init: int | str = "auto", max_iter: int | None = None,
+               minibatch_above: int | None = None, minibatch_max_iter: int | None = None,
+               batch_size: int | None = None, device: torch.device | str | None = None,
+               ) -> KMeansResult:
+    """K-means as the clustering selectors run it: the one choice of algorithm.
+
+    With ``device``: :func:`kmeans` there (full Lloyd). Else scikit-learn:
+    ``MiniBatchKMeans`` (``batch_size`` rows per batch, default ``max(1024, 3 K)``) when
+    ``n_clusters > minibatch_above``, otherwise ``KMeans``.
+
+    Parameters
+    ----------
+    X : array or Tensor of shape (n, d)
+    n_clusters : int
+    seed : int
+        ``random_state`` of scikit-learn's estimators, ``seed`` of :func:`kmeans`.
+    n_init : int or "auto"
+    max_iter : int, optional
+        Iterations of Lloyd's algorithm (``KMeans`` and :func:`kmeans`); None keeps their
+        default (300).
+    minibatch_above : int, optional
+        Above this many clusters, ``MiniBatchKMeans`` on the CPU (None: never).
+    minibatch_max_iter : int, optional
+        Epochs of ``MiniBatchKMeans``; None keeps scikit-learn's default (100).
+    batch_size : int, optional
+        Rows per ``MiniBatchKMeans`` batch.
+    device : torch device, optional
+
+    Returns
+    -------
+    KMeansResult
+        On the CPU path: scikit-learn's ``cluster_centers_`` (in X's float precision),
+        ``labels_``, ``inertia_`` and ``n_iter_`` as tensors and numbers.
+    """
+    def iterations(value: int | None) -> dict[str, int]:
+        return {} if value is None else {"max_iter": value}
+
+    if device is not None:
+        return kmeans(X, n_clusters, n_init=n_init, seed=seed, device=device,
+                      **iterations(max_iter))
+    if minibatch_above is not None and n_clusters > minibatch_above:
+        km = MiniBatchKMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed,
+                             batch_size=batch_size or max(1024, 3 * n_clusters),
+                             **iterations(minibatch_max_iter))
+    else:
+        km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed,
+                    **iterations(max_iter))
+    km.fit(X)
+    return KMeansResult(centers=torch.from_numpy(km.cluster_centers_),
+                        labels=torch.from_numpy(km.labels_.astype(np.int64)),
+                        inertia=float(km.inertia_), n_iter=int(km.n_iter_))
+
+
 def kmeans_labels(X: np.ndarray | torch.Tensor, n_clusters: int, seed: int, *,
                   n_init: int | str = "auto", max_iter: int | None = None,
                   minibatch_above: int | None = None, batch_size: int | None = None,
                   device: torch.device | str | None = None) -> np.ndarray:
-    """The K-means cluster of every row of ``X``, as the clustering selectors run it.
-
-    One cluster: all zeros. With ``device``: :func:`kmeans` there (full Lloyd). Else
-    scikit-learn: ``MiniBatchKMeans`` (``batch_size`` rows per batch, default
-    ``max(1024, 3 K)``) when ``n_clusters > minibatch_above``, otherwise ``KMeans``.
-    ``max_iter=None`` keeps each algorithm's default.
+    """The K-means cluster of every row of ``X``, as the clustering selectors run it
+    (:func:`fit_kmeans`; ``max_iter`` bounds the mini-batch epochs too, and None keeps each
+    algorithm's default). One cluster: all zeros, without a fit.
 
     Returns
     -------
@@ -318,16 +369,10 @@ def kmeans_labels(X: np.ndarray | torch.Tensor, n_clusters: int, seed: int, *,
     """
     if n_clusters == 1:
         return np.zeros(len(X), dtype=np.int64)
-    iterations = {} if max_iter is None else {"max_iter": max_iter}
-    if device is not None:
-        return kmeans(X, n_clusters, n_init=n_init, seed=seed, device=device,
-                      **iterations).labels.cpu().numpy()
-    if minibatch_above is not None and n_clusters > minibatch_above:
-        km = MiniBatchKMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed,
-                             batch_size=batch_size or max(1024, 3 * n_clusters), **iterations)
-    else:
-        km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed, **iterations)
-    return km.fit_predict(X).astype(np.int64)
+    found = fit_kmeans(X, n_clusters, seed, n_init=n_init, max_iter=max_iter,
+                       minibatch_above=minibatch_above, minibatch_max_iter=max_iter,
+                       batch_size=batch_size, device=device)
+    return found.labels.cpu().numpy()
 
 
 def _lloyd(X: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, max_iter: int,

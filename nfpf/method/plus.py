@@ -29,23 +29,71 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
+from sklearn.metrics.pairwise import euclidean_distances
 
-from nfpf.core import device as nfpf_device
 from nfpf.core import kernels
-from nfpf.core.selection import Pool
-from nfpf.method.checks import check_count
-from nfpf.method.progressive import FALLBACK_CLUSTERS, NFPF, Execution
+from nfpf.core.selection import Pool, check_choice, check_param
+from nfpf.method.checks import as_count, check_count
+from nfpf.method.progressive import FALLBACK_CLUSTERS, NFPF, SelectionState
 from nfpf.method.rd import minmax_normalise
 from nfpf.method.seeding import pca_features
 from nfpf.method.sflm import SFLM
 
-__all__ = ["BALANCES", "RD_SPACES", "NFPFPlus"]
+__all__ = ["BALANCES", "RD_SPACES", "Balance", "NFPFPlus", "PlusSelectionState"]
 
 RD_SPACES = ("pixels", "pca")
 BALANCES = ("none", "equal", "proportional")
+#: The balancing K-means: restarts, and mini-batch K-means above this many clusters (CPU).
+BALANCE_N_INIT = 3
+BALANCE_MINIBATCH_ABOVE = 500
+BALANCE_MINIBATCH_ROWS = 4096
+
+
+@dataclass
+class Balance:
+    """The balancing clusters of one selection and how far the picks cover them.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n,)
+        Balancing cluster of every pool sample.
+    own : ndarray of shape (n,)
+        Distance of every sample to its cluster's centroid.
+    counts : ndarray of shape (K,), float
+        Selected samples per cluster so far (updated by every round's picks).
+    sizes : ndarray of shape (K,), float
+    """
+
+    labels: np.ndarray
+    own: np.ndarray
+    counts: np.ndarray
+    sizes: np.ndarray
+
+
+@dataclass
+class PlusSelectionState(SelectionState):
+    """NFPF's :class:`~nfpf.method.progressive.SelectionState` and what NFPF+ adds to one
+    selection.
+
+    Attributes
+    ----------
+    pool : Pool
+        The pool as given (the seed space and the class count come from it; the SFLMs see
+        its ``rd_space``).
+    seed_space : ndarray of shape (n, p) or None
+        The rows the seeding and the balancing K-means cluster, computed once.
+    balance : Balance or None
+        None without balancing (or before the rounds).
+    """
+
+    pool: Pool | None = None
+    seed_space: Any = None
+    balance: Balance | None = None
 
 
 class NFPFPlus(NFPF):
@@ -120,151 +168,153 @@ class NFPFPlus(NFPF):
         if "faithful" in nfpf_params:
             raise ValueError("NFPFPlus has no 'faithful' parameter: it never reproduces the "
                              "released code's quirks. Use selector 'nfpf' with faithful=true.")
+        self.rd_space = rd_space
+        self.rd_pca_components = rd_pca_components
+        self.balance = balance
+        self.balance_clusters = balance_clusters
+        self.typicality_weight = typicality_weight
+        self.n_references = n_references
+        # NFPF stores the rest and checks everything (these first: check_params reads them)
         super().__init__(candidate_pool=candidate_pool, seeding=seeding,
                          seed_features=seed_features, faithful=False,
-                         ref_normalisation=ref_normalisation or "candidates", **nfpf_params)
-        if rd_space not in RD_SPACES:
-            raise ValueError(f"rd_space must be one of {RD_SPACES}; got {rd_space!r}.")
-        check_count(rd_pca_components, "rd_pca_components")
-        if balance not in BALANCES:
-            raise ValueError(f"balance must be one of {BALANCES}; got {balance!r}.")
-        if balance_clusters != "budget":
-            check_count(balance_clusters, "balance_clusters",
-                        none="the seeding's K; or 'budget' for K = B")
-        if isinstance(typicality_weight, bool) or not isinstance(
-                typicality_weight, (int, float)) or not np.isfinite(typicality_weight) \
-                or typicality_weight < 0:
-            raise ValueError(f"typicality_weight must be a finite number >= 0; got "
-                             f"{typicality_weight!r}.")
-        if typicality_weight > 0 and balance == "none":
-            raise ValueError("typicality_weight > 0 needs clusters: set balance to 'equal' or "
-                             "'proportional', or typicality_weight=0.")
-        check_count(n_references, "n_references")
-        self.rd_space = rd_space
-        self.rd_pca_components = int(rd_pca_components)
-        self.balance = balance
-        self.balance_clusters = balance_clusters if balance_clusters in (None, "budget") \
-            else int(balance_clusters)
-        self.typicality_weight = float(typicality_weight)
-        self.n_references = int(n_references)
+                         ref_normalisation=ref_normalisation, **nfpf_params)
+
+    def check_params(self) -> None:
+        """NFPF's checks, then NFPF+'s own parameters."""
+        super().check_params()
+        check_choice("rd_space", self.rd_space, RD_SPACES)
+        check_count("rd_pca_components", self.rd_pca_components)
+        check_choice("balance", self.balance, BALANCES)
+        check_count("balance_clusters", self.balance_clusters, also=(None, "budget"),
+                    hint=" (None: the seeding's K; 'budget': K = B)")
+        check_param("typicality_weight", self.typicality_weight, Real, low=0)
+        if self.typicality_weight > 0 and self.balance == "none":
+            raise ValueError(f"typicality_weight={self.typicality_weight!r} > 0 needs "
+                             f"clusters: set balance to 'equal' or 'proportional', or "
+                             f"typicality_weight=0.")
+        check_count("n_references", self.n_references)
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        self._orig_pool = pool
-        self._seed_feats = None
-        self.balance_labels_: np.ndarray | None = None
+        state = PlusSelectionState.start(self, pool=pool)
         t0 = time.perf_counter()
-        self._run = Execution.of(self)
-        self._gpu = nfpf_device.compute_device(self._run.device, "selector.device")
         if self.rd_space == "pca":
-            Z = pca_features(pool.pixels(), self.rd_pca_components, self._run.batch_size,
-                             device=self._gpu)
+            Z = pca_features(pool.pixels(), as_count(self.rd_pca_components),
+                             state.run.batch_size, device=state.gpu)
             scale = float(np.abs(Z).max())
             if scale > 0:
                 Z /= scale
             work = Pool(features=Z, images=None, n_classes=pool.n_classes)
         else:
             work = pool
-        self.info_.update({"rd_space": self.rd_space, "balance": self.balance,
+        state.info.update({"rd_space": self.rd_space, "balance": self.balance,
                            "typicality_weight": self.typicality_weight,
                            "n_references": self.n_references,
                            "rd_space_time": round(time.perf_counter() - t0, 4)})
-        try:
-            return super()._select(work, budget, seed)
-        finally:
-            self._orig_pool = None
-            self._seed_feats = None
+        picks = self._select_with(state, work, budget, seed)
+        self.balance_labels_ = None if state.balance is None else state.balance.labels
+        return picks
 
-    def _seed_space(self, pool: Pool, X: np.ndarray, km_seed: int) -> np.ndarray:
-        if self._seed_feats is None:
-            orig = self._orig_pool
+    def _ref_normalisation(self) -> str:
+        """None means "candidates" here: the per-round normalisation NFPF+ was frozen with."""
+        return self.ref_normalisation or "candidates"
+
+    def _seed_space(self, state: PlusSelectionState, pool: Pool, X: Any) -> Any:
+        """The seed space of the pool as given (``state.pool``), computed once per selection
+        for the seeding and the balancing K-means."""
+        if state.seed_space is None:
+            given = state.pool
+            same_pca = as_count(self.seed_pca_components) == as_count(self.rd_pca_components)
             if self.seed_features == "features":
-                self._seed_feats = np.asarray(orig.features, dtype=np.float32)
+                state.seed_space = np.asarray(given.features, dtype=np.float32)
             elif self.seed_features == "pixels":
-                self._seed_feats = orig.pixels()
-            elif self.rd_space == "pca" and self.seed_pca_components == self.rd_pca_components:
-                self._seed_feats = X  # the same PCA (scaled: K-means is scale invariant)
+                state.seed_space = given.pixels()
+            elif self.rd_space == "pca" and same_pca:
+                state.seed_space = X  # the same PCA (scaled: K-means is scale invariant)
             else:
-                self._seed_feats = pca_features(orig.pixels(), self.seed_pca_components,
-                                                self._run.batch_size, device=self._gpu)
-        return self._seed_feats
+                state.seed_space = pca_features(given.pixels(),
+                                                as_count(self.seed_pca_components),
+                                                state.run.batch_size, device=state.gpu)
+        return state.seed_space
 
     # --------------------------------------------------------------- helpers
-    def _balance_clustering(self, X: np.ndarray, rng: np.random.Generator, budget: int):
-        from sklearn.cluster import KMeans, MiniBatchKMeans
-
-        n = X.shape[0]
+    def _balance_clusters(self, state: PlusSelectionState, n: int, budget: int) -> int:
+        """K of the balancing K-means (at most n)."""
         if self.balance_clusters == "budget":
             n_clu = budget
         elif self.balance_clusters is not None:
-            n_clu = self.balance_clusters
+            n_clu = as_count(self.balance_clusters)
         elif self.n_clusters is not None:
-            n_clu = self.n_clusters
-        elif self._orig_pool.n_classes is not None:
-            n_clu = self._orig_pool.n_classes
+            n_clu = as_count(self.n_clusters)
+        elif state.pool.n_classes is not None:
+            n_clu = state.pool.n_classes
         else:
             n_clu = FALLBACK_CLUSTERS
-        n_clu = int(min(n_clu, n))
-        feats = self._seed_space(None, X, 0)
-        state = int(rng.integers(2**31 - 1))
-        if self._gpu is not None:
-            found = kernels.kmeans(feats, n_clu, n_init=3, max_iter=self.kmeans_max_iter,
-                                   seed=state, device=self._gpu)
-            dist = kernels.center_distances(feats, found.centers).cpu().numpy()
-            labels = dist.argmin(1)
-            self.info_["balance_clusters"] = n_clu
-            return labels, dist[np.arange(n), labels], n_clu
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            if n_clu > 500:  # as nfpf.baselines.simple.KMeans: mini-batch for large K
-                km = MiniBatchKMeans(n_clusters=n_clu, n_init=3, batch_size=4096,
-                                     random_state=state).fit(feats)
-            else:
-                km = KMeans(n_clusters=n_clu, n_init=3, max_iter=self.kmeans_max_iter,
-                            random_state=state).fit(feats)
-        dist = km.transform(feats)
-        labels = dist.argmin(1)
-        own = dist[np.arange(n), labels]
-        self.info_["balance_clusters"] = n_clu
-        return labels, own, n_clu
+        return int(min(n_clu, n))
 
-    def _references(self, X: np.ndarray, e_ref: np.ndarray, rng) -> np.ndarray:
-        if self.n_references == 1:
+    def _balance_clustering(self, state: PlusSelectionState, X: Any, selected: list[int],
+                            rng: np.random.Generator, budget: int) -> Balance:
+        """K-means of the seed space (:func:`nfpf.core.kernels.fit_kmeans`: mini-batch above
+        500 clusters on the CPU, the torch k-means on a GPU), covered so far by
+        ``selected``."""
+        n = X.shape[0]
+        n_clu = self._balance_clusters(state, n, budget)
+        feats = self._seed_space(state, state.pool, X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # fewer distinct points
+            found = kernels.fit_kmeans(
+                feats, n_clu, int(rng.integers(2**31 - 1)), n_init=BALANCE_N_INIT,
+                max_iter=as_count(self.kmeans_max_iter), minibatch_above=BALANCE_MINIBATCH_ABOVE,
+                batch_size=BALANCE_MINIBATCH_ROWS, device=state.gpu)
+        if state.gpu is None:  # the distances KMeans.transform gives
+            dist = euclidean_distances(np.ascontiguousarray(feats), found.centers.numpy())
+        else:
+            dist = kernels.center_distances(feats, found.centers).cpu().numpy()
+        labels = dist.argmin(1)
+        state.info["balance_clusters"] = n_clu
+        return Balance(
+            labels=labels, own=dist[np.arange(n), labels],
+            counts=np.bincount(labels[np.asarray(selected)], minlength=n_clu).astype(float),
+            sizes=np.bincount(labels, minlength=n_clu).astype(np.float64))
+
+    def _references(self, state: PlusSelectionState, X: Any, e_ref: np.ndarray,
+                    rng: np.random.Generator | None) -> np.ndarray:
+        """The mean of ``n_references`` min-max normalised reference errors (the first is
+        NFPF's ``e_ref``)."""
+        n_references = as_count(self.n_references)
+        if n_references == 1:
             return e_ref
         errs = [minmax_normalise(e_ref)]
-        for _ in range(self.n_references - 1):
+        for _ in range(n_references - 1):
             ref = SFLM(self.ref_hidden, self.ref_activation, self.ref_type, self.C,
-                       self.epochs, random_state=rng, dtype=self._run.dtype,
-                       batch_size=self._run.batch_size, check_finite=False,
+                       self.epochs, random_state=rng, dtype=state.run.dtype,
+                       batch_size=state.run.batch_size, check_finite=False,
                        orthonormalisation=self.orthonormalisation)
             ref.fit(X)
             errs.append(minmax_normalise(ref.errors(X, kind="mse", rescale="fit")))
         return np.mean(errs, axis=0)
 
     # ----------------------------------------------------------- progressive
-    def _before_rounds(self, X: Any, selected: list[int], budget: int, e_ref: np.ndarray,
-                       rng: np.random.Generator | None) -> np.ndarray:
+    def _before_rounds(self, state: PlusSelectionState, X: Any, selected: list[int],
+                       budget: int, e_ref: np.ndarray, rng: np.random.Generator | None
+                       ) -> np.ndarray:
         """Average the reference ensemble, then cluster the pool for balancing."""
-        e_ref = self._references(X, e_ref, rng)
-        self._balance = None
+        e_ref = self._references(state, X, e_ref, rng)
         if self.balance != "none":
-            labels, own, n_clu = self._balance_clustering(X, rng, budget)
-            self.balance_labels_ = labels
-            sizes = np.bincount(labels, minlength=n_clu).astype(np.float64)
-            counts = np.bincount(labels[np.asarray(selected)], minlength=n_clu).astype(float)
-            self._balance = (labels, own, counts, sizes)
+            state.balance = self._balance_clustering(state, X, selected, rng, budget)
         return e_ref
 
-    def _pick(self, rd: np.ndarray, cand: np.ndarray, n_take: int
+    def _pick(self, state: PlusSelectionState, rd: np.ndarray, cand: np.ndarray, n_take: int
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Balanced picks (:meth:`_balanced_pick`); NFPF's global top-k RD without balance.
         The history record also gives the clusters of the picks."""
-        if self._balance is None:
-            return super()._pick(rd, cand, n_take)
-        labels, own, counts, sizes = self._balance
-        top = self._balanced_pick(rd, labels[cand], own[cand], counts, sizes, n_take)
-        clusters = labels[cand[top]]
-        np.add.at(counts, clusters, 1)
+        balance = state.balance
+        if balance is None:
+            return super()._pick(state, rd, cand, n_take)
+        top = self._balanced_pick(rd, balance.labels[cand], balance.own[cand], balance.counts,
+                                  balance.sizes, n_take)
+        clusters = balance.labels[cand[top]]
+        np.add.at(balance.counts, clusters, 1)
         return top, {"clusters": [int(c) for c in clusters]}
 
     def _balanced_pick(self, rd, lab, dist, counts, sizes, n_take) -> np.ndarray:

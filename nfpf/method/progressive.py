@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -26,14 +27,14 @@ from sklearn.utils.validation import check_memory
 from nfpf.core import device as nfpf_device
 from nfpf.core.memo import Memo
 from nfpf.core.resources import release_free_memory, single_threaded, single_threaded_worker
-from nfpf.core.selection import Pool, Selector
-from nfpf.method.checks import check_count, is_whole
+from nfpf.core.selection import Pool, Selector, check_choice, check_param
+from nfpf.method.checks import as_count, check_count, check_flag
 from nfpf.method.rd import SCORES, minmax_normalise, per_sample_error, rd_scores
 from nfpf.method.rows import FloatRows, PixelRows, column_mean, device_rows, is_file_backed
 from nfpf.method.seeding import kmeans_distances, margin_key, pca_features, per_cluster_seeds
-from nfpf.method.sflm import SFLM, draw_weights
+from nfpf.method.sflm import DTYPES, ORTHONORMALISATIONS, SFLM, check_variant, draw_weights
 
-__all__ = ["NFPF", "SEEDINGS", "SEED_FEATURES", "Execution", "RandomStreams"]
+__all__ = ["NFPF", "SEEDINGS", "SEED_FEATURES", "Execution", "RandomStreams", "SelectionState"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ REF_NORMALISATIONS = ("candidates", "pool")
 FAITHFUL_SEED = 42  # quirk Q3: the released code resets every global seed to 42
 FALLBACK_CLUSTERS = 10
 STREAM_MODES = (True, False, "auto")
+PROGRESS_MODES = (True, False, None)
 CHECK_ROWS = 8192  # rows per batch of the constant-pool check and the empty-model errors
 
 
@@ -62,7 +64,7 @@ class Execution:
     ----------
     dtype : {"float32", "float64"}, default="float32"
     batch_size : int, default=8192
-    progress : bool, default=True
+    progress : bool or None, default=None
     stream : {"auto", True, False}, default="auto"
     n_jobs : int or None, default=None
     memory : str, joblib.Memory or None, default=None
@@ -76,22 +78,33 @@ class Execution:
 
     dtype: str = "float32"
     batch_size: int = 8192
-    progress: bool = True
+    progress: bool | None = None
     stream: bool | str = "auto"
     n_jobs: int | None = None
     memory: Any = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        # the SFLM is the home of the precision, batch and thread checks
-        SFLM(1, dtype=self.dtype, batch_size=self.batch_size, n_jobs=self.n_jobs)
-        if self.stream not in STREAM_MODES or not isinstance(self.stream, (bool, str)):
-            raise ValueError(f"stream must be True, False or 'auto'; got {self.stream!r}.")
-        check_memory(self.memory)  # a directory, a joblib.Memory or None
+        check_choice("dtype", self.dtype, DTYPES)
+        check_count("batch_size", self.batch_size)
+        check_choice("progress", self.progress, PROGRESS_MODES,
+                     hint=" (None: a bar only when stderr is a terminal)")
+        check_choice("stream", self.stream, STREAM_MODES)
+        check_count("n_jobs", self.n_jobs, also=(None,), hint=" (None: torch's thread count)")
+        try:
+            check_memory(self.memory)
+        except ValueError:
+            raise ValueError(f"memory must be None, a directory or a joblib.Memory; got "
+                             f"{self.memory!r}.") from None
         nfpf_device.check_device(self.device, "device")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        object.__setattr__(self, "progress", bool(self.progress))
-        object.__setattr__(self, "n_jobs", None if self.n_jobs is None else int(self.n_jobs))
+        object.__setattr__(self, "batch_size", as_count(self.batch_size))
+        object.__setattr__(self, "n_jobs", as_count(self.n_jobs))
+
+    @property
+    def bar_disabled(self) -> bool | None:
+        """tqdm's ``disable`` for ``progress``: None (tqdm: no bar unless stderr is a
+        terminal) for ``progress=None``."""
+        return None if self.progress is None else not self.progress
 
     @classmethod
     def of(cls, owner: Any) -> Execution:
@@ -135,6 +148,51 @@ class RandomStreams:
         ss_ref, ss_seed, ss_km, ss_loop = np.random.SeedSequence(seed).spawn(4)
         return cls(np.random.default_rng(ss_ref), np.random.default_rng(ss_seed),
                    int(ss_km.generate_state(1)[0] & 0x7FFFFFFF), np.random.default_rng(ss_loop))
+
+
+@dataclass
+class SelectionState:
+    """What one NFPF selection works with and finds, apart from the estimator's parameters.
+
+    :meth:`NFPF.select` makes one per call and hands it to every step, so the estimator
+    holds only its parameters and, once a selection is done, its results (``info_``,
+    ``history_``, ``seeds_``, ``reference_errors_``, published from here): one instance can
+    serve several selections, one after another or one inside another, and ``clone`` has
+    nothing to reset.
+
+    Attributes
+    ----------
+    run : Execution
+        The validated execution knobs.
+    gpu : torch.device or None
+        The GPU the selection computes on (None: the CPU reference path).
+    info : dict
+        What becomes ``info_``.
+    history : list of dict
+        What becomes ``history_``: one record per round.
+    timings : dict of str to float
+        Seconds per phase (``info_["timings"]``).
+    seeds : ndarray of shape (n_seeds,)
+        The initial seeds.
+    reference_errors : ndarray of shape (n,) or None
+        The reference SFLM's per-sample errors, once computed.
+    """
+
+    run: Execution
+    gpu: torch.device | None
+    info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    reference_errors: np.ndarray | None = None
+
+    @classmethod
+    def start(cls, owner: Any, **extra: Any) -> SelectionState:
+        """The state of a new selection by ``owner`` (its knobs validated, its GPU chosen);
+        ``extra``: the fields a subclass adds."""
+        run = Execution.of(owner)
+        return cls(run=run, gpu=nfpf_device.compute_device(run.device, "selector.device"),
+                   **extra)
 
 
 class NFPF(Selector):
@@ -222,8 +280,11 @@ class NFPF(Selector):
         < 4e-6 in both precisions).
     batch_size : int, default=8192
         Rows per batch when the reference SFLM streams over the pool.
-    progress : bool, default=True
-        Show a tqdm bar over the selection (round, selected so far, elapsed).
+    progress : bool or None, default=None
+        A tqdm bar on stderr over the selection (round, selected so far, elapsed): True
+        always, False never, None (the default) only when stderr is a terminal (tqdm's
+        ``disable=None``), so a library call from a script whose output goes to a file, a
+        notebook or a batch job draws nothing unless asked.
     stream : {"auto", True, False}, default="auto"
         Read the pool in row batches of ``batch_size`` instead of building the pool-sized
         float32 array of ``pool.pixels()`` (pixels are converted batch by batch, features
@@ -316,129 +377,197 @@ class NFPF(Selector):
         *,
         dtype: str = "float32",
         batch_size: int = 8192,
-        progress: bool = True,
+        progress: bool | None = None,
         stream: bool | str = "auto",
         n_jobs: int | None = None,
         memory: Any = None,
         device: str = "auto",
     ) -> None:
-        execution = Execution(dtype=dtype, batch_size=batch_size, progress=progress,
-                              stream=stream, n_jobs=n_jobs, memory=memory, device=device)
-        _check_sflms(ref_hidden, ref_activation, ref_type, cur_hidden, cur_hidden_growth,
-                     cur_activation, cur_type, C, epochs, orthonormalisation)
-        candidate_pool = _check_rounds(candidate_pool, k, seed_fraction, n_seeds, score,
-                                       ref_normalisation, sflm_input)
-        _check_seeding(seeding, seed_features, seed_pca_components, n_clusters,
-                       kmeans_n_init, kmeans_max_iter, kmeans_fit_subset)
-        self.ref_hidden, self.ref_activation, self.ref_type = (
-            int(ref_hidden), ref_activation, int(ref_type))
-        self.cur_hidden, self.cur_hidden_growth = int(cur_hidden), int(cur_hidden_growth)
-        self.cur_activation, self.cur_type = cur_activation, int(cur_type)
-        self.C, self.epochs, self.orthonormalisation = float(C), int(epochs), orthonormalisation
-        self.candidate_pool, self.k = candidate_pool, int(k)
-        self.seed_fraction = float(seed_fraction)
-        self.n_seeds = None if n_seeds is None else int(n_seeds)
-        self.score, self.ref_normalisation = score, ref_normalisation
-        self.seeding, self.seed_features = seeding, seed_features
-        self.seed_pca_components = int(seed_pca_components)
-        self.n_clusters = None if n_clusters is None else int(n_clusters)
-        self.kmeans_n_init, self.kmeans_max_iter = int(kmeans_n_init), int(kmeans_max_iter)
-        self.kmeans_fit_subset = None if kmeans_fit_subset is None else int(kmeans_fit_subset)
-        self.progressive, self.faithful = bool(progressive), bool(faithful)
+        self.ref_hidden = ref_hidden
+        self.ref_activation = ref_activation
+        self.ref_type = ref_type
+        self.cur_hidden = cur_hidden
+        self.cur_hidden_growth = cur_hidden_growth
+        self.cur_activation = cur_activation
+        self.cur_type = cur_type
+        self.C = C
+        self.epochs = epochs
+        self.candidate_pool = candidate_pool
+        self.k = k
+        self.seed_fraction = seed_fraction
+        self.n_seeds = n_seeds
+        self.score = score
+        self.ref_normalisation = ref_normalisation
+        self.seeding = seeding
+        self.seed_features = seed_features
+        self.seed_pca_components = seed_pca_components
+        self.n_clusters = n_clusters
+        self.kmeans_n_init = kmeans_n_init
+        self.kmeans_max_iter = kmeans_max_iter
+        self.progressive = progressive
+        self.faithful = faithful
+        self.kmeans_fit_subset = kmeans_fit_subset
+        self.orthonormalisation = orthonormalisation
         self.sflm_input = sflm_input
-        vars(self).update(execution.as_params())
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.progress = progress
+        self.stream = stream
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.device = device
+        self.check_params()
+
+    # ---------------------------------------------------------------- checks
+    def check_params(self) -> None:
+        """Raise a one-line ``ValueError`` naming the first bad parameter, its value and what
+        it takes; run by ``__init__`` and again at the start of every selection."""
+        Execution.of(self)
+        self._check_sflm_params()
+        self._check_round_params()
+        self._check_seeding_params()
+
+    def _check_sflm_params(self) -> None:
+        """The two SFLMs: sizes, variants, regularisation, epochs, weights."""
+        check_count("ref_hidden", self.ref_hidden)
+        check_variant(self.ref_activation, self.ref_type, "ref_activation", "ref_type")
+        check_count("cur_hidden_growth", self.cur_hidden_growth, 0)
+        check_count("cur_hidden", self.cur_hidden, 0)
+        if as_count(self.cur_hidden) + as_count(self.cur_hidden_growth) < 1:
+            raise ValueError(f"cur_hidden={self.cur_hidden!r} with cur_hidden_growth="
+                             f"{self.cur_hidden_growth!r} gives a first current SFLM of no "
+                             f"hidden unit: cur_hidden + cur_hidden_growth must be >= 1.")
+        check_variant(self.cur_activation, self.cur_type, "cur_activation", "cur_type")
+        check_param("C", self.C, Real, low=0, closed="neither",
+                    hint=" (the regularisation is 1/C)")
+        check_count("epochs", self.epochs)
+        check_choice("orthonormalisation", self.orthonormalisation, ORTHONORMALISATIONS)
+        check_choice("sflm_input", self.sflm_input, SFLM_INPUTS)
+
+    def _check_round_params(self) -> None:
+        """The progressive rounds and the seed count."""
+        check_count("candidate_pool", self.candidate_pool, also=(None, "all"),
+                    hint=" (None or 'all': every remaining sample)")
+        check_count("k", self.k)
+        check_param("seed_fraction", self.seed_fraction, Real, low=0, high=1)
+        check_count("n_seeds", self.n_seeds, also=(None,),
+                    hint=" (None: seed_fraction of the budget)")
+        check_choice("score", self.score, SCORES)
+        check_choice("ref_normalisation", self.ref_normalisation, (*REF_NORMALISATIONS, None))
+        check_flag("progressive", self.progressive)
+        check_flag("faithful", self.faithful)
+
+    def _check_seeding_params(self) -> None:
+        """The initial seeding and its K-means."""
+        check_choice("seeding", self.seeding, SEEDINGS)
+        check_choice("seed_features", self.seed_features, SEED_FEATURES)
+        check_count("seed_pca_components", self.seed_pca_components)
+        check_count("n_clusters", self.n_clusters, also=(None,),
+                    hint=" (None: the pool's n_classes)")
+        check_count("kmeans_n_init", self.kmeans_n_init)
+        check_count("kmeans_max_iter", self.kmeans_max_iter)
+        check_count("kmeans_fit_subset", self.kmeans_fit_subset, also=(None,),
+                    hint=" (None: fit K-means on the whole pool)")
 
     # ------------------------------------------------------------------ main
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
-        self._run = Execution.of(self)
-        self._gpu = nfpf_device.compute_device(self._run.device, "selector.device")
-        self.info_["device"] = str(self._gpu or "cpu")
-        self.info_["sflm_input"] = self.sflm_input
+        return self._select_with(SelectionState.start(self), pool, budget, seed)
+
+    def _select_with(self, state: SelectionState, pool: Pool, budget: int, seed: int
+                     ) -> np.ndarray:
+        """The selection with ``state``; publishes its results on the estimator."""
+        state.info["device"] = str(state.gpu or "cpu")
+        state.info["sflm_input"] = self.sflm_input
         if self.sflm_input == "features":  # Pool.pixels() falls back to the features
             pool = Pool(features=pool.features, images=None, n_classes=pool.n_classes)
         with nfpf_device.gpu_memory_guard(type(self).__name__, "selector.batch_size"):
-            return self._select_pixels(pool, budget, seed)
+            picks = self._select_pixels(state, pool, budget, seed)
+        self.info_, self.history_ = state.info, state.history
+        self.seeds_, self.reference_errors_ = state.seeds, state.reference_errors
+        return picks
 
-    def _select_pixels(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+    def _select_pixels(self, state: SelectionState, pool: Pool, budget: int, seed: int
+                       ) -> np.ndarray:
         t_start = time.perf_counter()
-        self._timings: dict[str, float] = {}
-        X = self._pool_rows(pool)
+        run, timings = state.run, state.timings
+        X = self._pool_rows(state, pool)
         # on a GPU, the pixels are copied there once: the reference and every round read them
-        X_work = X if self._gpu is None else device_rows(X, self._gpu, self._run.batch_size)
-        self._timings["pixels"] = time.perf_counter() - t_start
+        X_work = X if state.gpu is None else device_rows(X, state.gpu, run.batch_size)
+        timings["pixels"] = time.perf_counter() - t_start
         streams = RandomStreams.spawn(seed, self.faithful)
         target = self._seed_target(budget, X.shape[0])
-        self.reference_errors_: np.ndarray | None = None
-        self.seeds_ = np.zeros(0, dtype=np.int64)
-        ref_jobs = self._run.n_jobs if self._run.n_jobs is not None else torch.get_num_threads()
+        ref_jobs = run.n_jobs if run.n_jobs is not None else torch.get_num_threads()
         # one core per running piece: the seeding holds one while it runs beside the
         # reference, whose batches take the others (all of them once the seeding is done)
         cpu_slots = threading.BoundedSemaphore(ref_jobs)
-        memo = Memo(self._run.memory, enabled=not self.info_["streamed"])
-        self.info_["memory_hits"] = []
-        reference = functools.partial(self._reference, X, X_work, streams.reference, ref_jobs,
-                                      memo, cpu_slots)
-        seeds = self._seeds_beside_reference(pool, X, budget, target, streams, reference,
-                                             memo, cpu_slots, ref_jobs)
-        self._record_seeds(seeds, target)
-        selected = list(self.seeds_.tolist())
+        memo = Memo(run.memory, enabled=not state.info["streamed"])
+        state.info["memory_hits"] = []
+        reference = functools.partial(self._reference, state, X, X_work, streams.reference,
+                                      ref_jobs, memo, cpu_slots)
+        seeds = self._seeds_beside_reference(state, pool, X, budget, target, streams,
+                                             reference, memo, cpu_slots, ref_jobs)
+        self._record_seeds(state, seeds, target)
+        selected = list(state.seeds.tolist())
         if len(selected) < budget:
             e_ref = reference()
             t0 = time.perf_counter()
-            selected = self._progressive(X_work, selected, budget, e_ref, streams.rounds,
-                                         t_start)
-            self._timings["progressive"] = time.perf_counter() - t0
-        self.info_["rounds"] = len(self.history_)
-        self._timings["total"] = time.perf_counter() - t_start
-        self.info_["timings"] = {k: round(v, 4) for k, v in self._timings.items()}
+            selected = self._progressive(state, X_work, selected, budget, e_ref,
+                                         streams.rounds, t_start)
+            timings["progressive"] = time.perf_counter() - t0
+        state.info["rounds"] = len(state.history)
+        timings["total"] = time.perf_counter() - t_start
+        state.info["timings"] = {k: round(v, 4) for k, v in timings.items()}
         logger.info("NFPF selected %d of %d samples (%d seeds, %d rounds) in %.2fs", budget,
-                    X.shape[0], len(self.seeds_), len(self.history_), self._timings["total"])
+                    X.shape[0], len(state.seeds), len(state.history), timings["total"])
         return np.asarray(selected, dtype=np.int64)
 
-    def _pool_rows(self, pool: Pool) -> Any:
+    def _pool_rows(self, state: SelectionState, pool: Pool) -> Any:
         """The pool's [-1, 1] pixels: an array, or a row view read in batches when streamed."""
-        if self._run.stream == "auto":
+        if state.run.stream == "auto":
             streamed = is_file_backed(pool.features) or (
                 pool.images is not None and is_file_backed(pool.images))
         else:
-            streamed = bool(self._run.stream)
+            streamed = bool(state.run.stream)
         X = PixelRows(pool) if streamed else pool.pixels()
-        self.info_["streamed"] = bool(streamed)
+        state.info["streamed"] = bool(streamed)
         if X.shape[0] > 1:  # a single sample is trivially "constant" and trivially selected
             _check_not_constant(X)
         return X
 
-    def _reference(self, X: Any, X_work: Any, rng: np.random.Generator, n_jobs: int,
-                   memo: Memo, cpu_slots: threading.BoundedSemaphore) -> np.ndarray:
+    def _reference(self, state: SelectionState, X: Any, X_work: Any, rng: np.random.Generator,
+                   n_jobs: int, memo: Memo, cpu_slots: threading.BoundedSemaphore
+                   ) -> np.ndarray:
         """The reference SFLM's per-sample errors, computed (or read from memory) once."""
-        if self.reference_errors_ is not None:
-            return self.reference_errors_
+        if state.reference_errors is not None:
+            return state.reference_errors
         t0 = time.perf_counter()
+        run = state.run
         errors, fit_s, errors_s = memo.call(
             "reference", reference_errors, X,
-            params=dict(hidden=self.ref_hidden, activation=self.ref_activation,
-                        type_=self.ref_type, C=self.C, epochs=self.epochs,
+            params=dict(hidden=as_count(self.ref_hidden), activation=self.ref_activation,
+                        type_=as_count(self.ref_type), C=self.C, epochs=as_count(self.epochs),
                         rng_state=rng.bit_generator.state, faithful=self.faithful,
-                        dtype=self._run.dtype, batch_size=self._run.batch_size, n_jobs=n_jobs,
+                        dtype=run.dtype, batch_size=run.batch_size, n_jobs=n_jobs,
                         orthonormalisation=self.orthonormalisation,
-                        device=_device_type(self._gpu)),
-            cpu_slots=cpu_slots, on_device=None if self._gpu is None else X_work)
-        self.reference_errors_ = errors
+                        device=_device_type(state.gpu)),
+            cpu_slots=cpu_slots, on_device=None if state.gpu is None else X_work)
+        state.reference_errors = errors
         reused = "reference" in memo.hits
         if reused:
-            self._timings["reference_cached"] = time.perf_counter() - t0
-            self.info_["memory_hits"] = sorted(memo.hits)
+            state.timings["reference_cached"] = time.perf_counter() - t0
+            state.info["memory_hits"] = sorted(memo.hits)
         else:
-            self._timings["reference_fit"], self._timings["reference_errors"] = fit_s, errors_s
-        logger.info("NFPF reference SFLM (L=%d) on %d x %d: %s", self.ref_hidden, *X.shape,
-                    "reused from memory" if reused
+            state.timings["reference_fit"], state.timings["reference_errors"] = fit_s, errors_s
+        logger.info("NFPF reference SFLM (L=%d) on %d x %d: %s", as_count(self.ref_hidden),
+                    *X.shape, "reused from memory" if reused
                     else f"fit {fit_s:.2f}s, errors {errors_s:.2f}s")
         return errors
 
-    def _seeds_beside_reference(self, pool: Pool, X: Any, budget: int, target: int,
-                                streams: RandomStreams, reference: Callable[[], np.ndarray],
-                                memo: Memo, cpu_slots: threading.BoundedSemaphore,
-                                ref_jobs: int) -> list[int]:
+    def _seeds_beside_reference(self, state: SelectionState, pool: Pool, X: Any, budget: int,
+                                target: int, streams: RandomStreams,
+                                reference: Callable[[], np.ndarray], memo: Memo,
+                                cpu_slots: threading.BoundedSemaphore, ref_jobs: int
+                                ) -> list[int]:
         """The initial seeds; the reference SFLM is fitted beside a K-means seeding.
 
         The progressive phase needs the reference whatever the seeds, and the K-means
@@ -449,25 +578,25 @@ class NFPF(Selector):
         if self.seeding == "kmeans_rd":
             reference()  # needed by the seeding
         overlap = (target < budget and self.seeding in ("kmeans_margin", "kmeans_center")
-                   and ref_jobs > 1 and self._gpu is None)
+                   and ref_jobs > 1 and state.gpu is None)
         t0 = time.perf_counter()
         with single_threaded(), ThreadPoolExecutor(
                 max_workers=1, initializer=single_threaded_worker) as background:
             with cpu_slots if overlap else contextlib.nullcontext():
                 pending = background.submit(reference) if overlap else None
-                seeds = self._initial_seeds(pool, X, budget, target, streams.kmeans,
+                seeds = self._initial_seeds(state, pool, X, budget, target, streams.kmeans,
                                             streams.seeding, reference, memo)
             release_free_memory()  # the seeding's, before the reference's second pass
-            self._timings["seeding"] = time.perf_counter() - t0
+            state.timings["seeding"] = time.perf_counter() - t0
             if pending is not None:
                 pending.result()
-        self.info_["reference_overlapped_seeding"] = overlap
-        self.info_["memory_hits"] = sorted(memo.hits)
+        state.info["reference_overlapped_seeding"] = overlap
+        state.info["memory_hits"] = sorted(memo.hits)
         return seeds
 
-    def _record_seeds(self, seeds: list[int], target: int) -> None:
-        self.seeds_ = np.asarray(seeds, dtype=np.int64)
-        self.info_.update({
+    def _record_seeds(self, state: SelectionState, seeds: list[int], target: int) -> None:
+        state.seeds = np.asarray(seeds, dtype=np.int64)
+        state.info.update({
             "n_seeds": len(seeds),
             "seed_target": target,
             "seeding": self.seeding,
@@ -475,29 +604,30 @@ class NFPF(Selector):
             "faithful": self.faithful,
             "quirks_reproduced": ["Q1", "Q2", "Q3"] if self.faithful else [],
             "score": self.score,
-            "candidate_pool": self.candidate_pool if self.candidate_pool else "all",
-            "reference_hidden": self.ref_hidden,
+            "candidate_pool": self._candidates_per_round() or "all",
+            "reference_hidden": as_count(self.ref_hidden),
         })
 
     def _seed_target(self, budget: int, n: int) -> int:
         if not self.progressive:
             return budget
-        if self.n_seeds is not None:
-            if self.n_seeds > n:
+        n_seeds = as_count(self.n_seeds)
+        if n_seeds is not None:
+            if n_seeds > n:
                 raise ValueError(
-                    f"n_seeds={self.n_seeds} but the pool has only {n} samples; the pool "
+                    f"n_seeds={n_seeds} but the pool has only {n} samples; the pool "
                     f"must hold at least the seed count. Use n_seeds <= {n}."
                 )
-            target = self.n_seeds
+            target = n_seeds
         else:
             target = int(np.floor(self.seed_fraction * budget + 1e-9))
         # at least one seed: the first current SFLM needs data (fixes quirk Q5)
         return int(min(max(target, 1), budget))
 
     # --------------------------------------------------------------- seeding
-    def _resolve_clusters(self, pool: Pool) -> int:
+    def _resolve_clusters(self, state: SelectionState, pool: Pool) -> int:
         if self.n_clusters is not None:
-            n_clu, source = self.n_clusters, "parameter"
+            n_clu, source = as_count(self.n_clusters), "parameter"
         elif pool.n_classes is not None:
             n_clu, source = int(pool.n_classes), "pool.n_classes"
         else:
@@ -510,36 +640,37 @@ class NFPF(Selector):
                 f"has only {pool.n} samples; the pool needs at least K samples. Pass "
                 f"n_clusters <= {pool.n}, or seeding='random'."
             )
-        self.info_["n_clusters"] = n_clu
-        self.info_["n_clusters_source"] = source
+        state.info["n_clusters"] = n_clu
+        state.info["n_clusters_source"] = source
         return n_clu
 
-    def _seed_space(self, pool: Pool, X: np.ndarray, km_seed: int) -> np.ndarray:
+    def _seed_space(self, state: SelectionState, pool: Pool, X: Any) -> Any:
+        """The rows the seeding K-means clusters: features, pixels or their PCA."""
         if self.seed_features == "features":
             if isinstance(X, PixelRows):
                 return FloatRows(pool.features)
             return np.asarray(pool.features, dtype=np.float32)
         if self.seed_features == "pixels":
             return X
-        return pca_features(X, self.seed_pca_components, self._run.batch_size,
-                            device=self._gpu)
+        return pca_features(X, as_count(self.seed_pca_components), state.run.batch_size,
+                            device=state.gpu)
 
-    def _initial_seeds(self, pool: Pool, X: Any, budget: int, target: int, km_seed: int,
-                       seed_rng: np.random.Generator, reference: Callable[[], np.ndarray],
-                       memo: Memo | None = None) -> list[int]:
+    def _initial_seeds(self, state: SelectionState, pool: Pool, X: Any, budget: int,
+                       target: int, km_seed: int, seed_rng: np.random.Generator,
+                       reference: Callable[[], np.ndarray], memo: Memo) -> list[int]:
         """``target`` seeds (random, or ranked within K-means clusters by ``seeding``)."""
         n = X.shape[0]
         if self.seeding == "random":
             return seed_rng.choice(n, size=target, replace=False).tolist()
-        n_clu = self._resolve_clusters(pool)
-        feats = self._seed_space(pool, X, km_seed)
-        memo = memo if memo is not None else Memo(None)
+        n_clu = self._resolve_clusters(state, pool)
+        feats = self._seed_space(state, pool, X)
         dist, inertia, fitted_rows = memo.call(
             "seeding_kmeans", kmeans_distances, feats,
-            params=dict(n_clusters=n_clu, n_init=self.kmeans_n_init,
-                        max_iter=self.kmeans_max_iter, random_state=km_seed,
-                        fit_subset=self.kmeans_fit_subset, device=_device_type(self._gpu)),
-            batch_size=self._run.batch_size, on_device=self._gpu)
+            params=dict(n_clusters=n_clu, n_init=as_count(self.kmeans_n_init),
+                        max_iter=as_count(self.kmeans_max_iter), random_state=km_seed,
+                        fit_subset=as_count(self.kmeans_fit_subset),
+                        device=_device_type(state.gpu)),
+            batch_size=state.run.batch_size, on_device=state.gpu)
         labels = dist.argmin(1)
         if self.seeding == "kmeans_margin":
             key = margin_key(dist)
@@ -548,7 +679,7 @@ class NFPF(Selector):
         else:
             key = self._empty_model_key(X, labels, n_clu, reference())
         seeds, rule = per_cluster_seeds(labels, key, n_clu, target, fill=not self.progressive)
-        self.info_.update({
+        state.info.update({
             "kmeans_fit_subset": fitted_rows,
             "seed_rule": rule,
             "kmeans_random_state": km_seed,
@@ -577,14 +708,20 @@ class NFPF(Selector):
 
     # ----------------------------------------------------------- progressive
     def _current_hidden(self, t: int) -> int:
-        return self.cur_hidden + self.cur_hidden_growth * t
+        return as_count(self.cur_hidden) + as_count(self.cur_hidden_growth) * t
+
+    def _candidates_per_round(self) -> int | None:
+        """``candidate_pool`` as a count, or None for every remaining sample."""
+        size = as_count(self.candidate_pool)
+        return None if size is None or size == "all" else size
 
     def _ref_normalisation(self) -> str:
         """Where the Pearson RD normalises the reference error: per round or once."""
         return self.ref_normalisation or ("candidates" if self.faithful else "pool")
 
-    def _progressive(self, X: Any, selected: list[int], budget: int, e_ref: np.ndarray,
-                     loop_rng: np.random.Generator | None, t_start: float) -> list[int]:
+    def _progressive(self, state: SelectionState, X: Any, selected: list[int], budget: int,
+                     e_ref: np.ndarray, loop_rng: np.random.Generator | None, t_start: float
+                     ) -> list[int]:
         """Grow ``selected`` to ``budget`` samples by rounds of RD (single-threaded: the
         rounds' products are small, and waking BLAS threads costs more than it saves)."""
         from tqdm.auto import tqdm
@@ -592,17 +729,23 @@ class NFPF(Selector):
         in_s = np.zeros(X.shape[0], dtype=bool)
         in_s[selected] = True
         with single_threaded():
-            e_ref = self._before_rounds(X, selected, budget, e_ref, loop_rng)
+            e_ref = self._before_rounds(state, X, selected, budget, e_ref, loop_rng)
             pool_normalised = self.score == "pearson" and self._ref_normalisation() == "pool"
             ref_scores = minmax_normalise(e_ref) if pool_normalised else e_ref
             bar = tqdm(total=budget, initial=len(selected), desc=self.progress_label,
-                       unit="sample", disable=not self._run.progress, leave=False)
+                       unit="sample", disable=state.run.bar_disabled, leave=False)
             try:
                 while len(selected) < budget:
-                    record = self._round(len(self.history_) + 1, X, selected, in_s, budget,
-                                         ref_scores, pool_normalised, loop_rng)
+                    record = self._round(state, len(state.history) + 1, X, selected, in_s,
+                                         budget, ref_scores, pool_normalised, loop_rng)
+                    if not record["chosen"]:  # never loop without progress
+                        raise RuntimeError(
+                            f"{self.progress_label}: round {record['round']} added no sample "
+                            f"({len(selected)} of {budget} selected, "
+                            f"{record['n_candidates']} candidates); stopped instead of "
+                            f"repeating it forever.")
                     record["elapsed"] = round(time.perf_counter() - t_start, 4)
-                    self.history_.append(record)
+                    state.history.append(record)
                     bar.update(len(record["chosen"]))
                     bar.set_postfix(round=record["round"], L=record["n_hidden"], refresh=False)
                     logger.debug("NFPF round %d: L=%d, %d/%d selected, %.2fs elapsed",
@@ -612,13 +755,13 @@ class NFPF(Selector):
                 bar.close()
         return selected
 
-    def _before_rounds(self, X: Any, selected: list[int], budget: int, e_ref: np.ndarray,
-                       rng: np.random.Generator | None) -> np.ndarray:
+    def _before_rounds(self, state: SelectionState, X: Any, selected: list[int], budget: int,
+                       e_ref: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         """Work done once before the rounds; returns the reference errors they use."""
         return e_ref
 
-    def _round(self, t: int, X: Any, selected: list[int], in_s: np.ndarray, budget: int,
-               ref_scores: np.ndarray, pool_normalised: bool,
+    def _round(self, state: SelectionState, t: int, X: Any, selected: list[int],
+               in_s: np.ndarray, budget: int, ref_scores: np.ndarray, pool_normalised: bool,
                loop_rng: np.random.Generator | None) -> dict[str, Any]:
         """Round t: fit the current SFLM on the selection, score candidates by RD, move the
         picks (:meth:`_pick`) into ``selected``; returns the round's history record."""
@@ -627,19 +770,20 @@ class NFPF(Selector):
         n_hidden = self._current_hidden(t)
         w, b = draw_weights(n_hidden, X.shape[1], rng, self.orthonormalisation)
         cur = SFLM(n_hidden, self.cur_activation, self.cur_type, self.C, self.epochs,
-                   input_weights=w, bias=b, faithful=self.faithful, dtype=self._run.dtype,
+                   input_weights=w, bias=b, faithful=self.faithful, dtype=state.run.dtype,
                    check_finite=False)
         cur.fit(X[np.asarray(selected)])
         t1 = time.perf_counter()
         remaining = np.flatnonzero(~in_s)
-        if self.candidate_pool is None or self.candidate_pool >= remaining.size:
+        size = self._candidates_per_round()
+        if size is None or size >= remaining.size:
             cand = remaining
         else:
-            cand = rng.choice(remaining, size=self.candidate_pool, replace=False)
+            cand = rng.choice(remaining, size=size, replace=False)
         # Q1 (faithful): the candidates are encoded as one batch with its own min/max
         rd = rd_scores(cur.errors(X, kind=self.score, rows=cand), ref_scores[cand], self.score,
                        normalise_ref=not pool_normalised)
-        top, extra = self._pick(rd, cand, min(self.k, budget - len(selected)))
+        top, extra = self._pick(state, rd, cand, min(as_count(self.k), budget - len(selected)))
         chosen = cand[top]
         in_s[chosen] = True
         selected.extend(int(i) for i in chosen)
@@ -657,66 +801,11 @@ class NFPF(Selector):
             **extra,
         }
 
-    def _pick(self, rd: np.ndarray, cand: np.ndarray, n_take: int
+    def _pick(self, state: SelectionState, rd: np.ndarray, cand: np.ndarray, n_take: int
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """The round's picks as positions into ``cand`` (the ``n_take`` best RD), and extra
         fields for the round's history record."""
         return np.argsort(-rd, kind="stable")[:n_take], {}
-
-
-def _check_sflms(ref_hidden: Any, ref_activation: Any, ref_type: Any, cur_hidden: Any,
-                 cur_hidden_growth: Any, cur_activation: Any, cur_type: Any, C: Any,
-                 epochs: Any, orthonormalisation: Any) -> None:
-    """Validate both SFLMs' parameters (the SFLM constructor checks L, activation/type
-    combinations, C, epochs and the orthonormalisation)."""
-    SFLM(ref_hidden, ref_activation, ref_type, C, epochs,
-         orthonormalisation=orthonormalisation)
-    check_count(cur_hidden_growth, "cur_hidden_growth", 0)
-    if not is_whole(cur_hidden) or cur_hidden + cur_hidden_growth < 1 or cur_hidden < 0:
-        raise ValueError(f"cur_hidden must be an integer >= 0 with cur_hidden + "
-                         f"cur_hidden_growth >= 1 (the first current SFLM size); got "
-                         f"cur_hidden={cur_hidden!r}, cur_hidden_growth="
-                         f"{cur_hidden_growth!r}.")
-    SFLM(int(cur_hidden) + int(cur_hidden_growth), cur_activation, cur_type, C, epochs)
-
-
-def _check_rounds(candidate_pool: Any, k: Any, seed_fraction: Any, n_seeds: Any, score: Any,
-                  ref_normalisation: Any, sflm_input: Any) -> int | None:
-    """Validate the progressive rounds' parameters; returns ``candidate_pool`` as an int
-    or None (all remaining samples)."""
-    if candidate_pool == "all":
-        candidate_pool = None
-    elif isinstance(candidate_pool, str) or (candidate_pool is not None and (
-            not is_whole(candidate_pool) or candidate_pool < 1)):
-        raise ValueError(f"candidate_pool must be a positive integer, None or 'all'; got "
-                         f"{candidate_pool!r}.")
-    check_count(k, "k")
-    if isinstance(seed_fraction, bool) or not (0.0 <= float(seed_fraction) <= 1.0):
-        raise ValueError(f"seed_fraction must be in [0, 1]; got {seed_fraction!r}.")
-    check_count(n_seeds, "n_seeds", none="seed_fraction of the budget")
-    for name, value, allowed in (("score", score, SCORES),
-                                 ("sflm_input", sflm_input, SFLM_INPUTS)):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
-    if ref_normalisation is not None and ref_normalisation not in REF_NORMALISATIONS:
-        raise ValueError(f"ref_normalisation must be one of {REF_NORMALISATIONS} or None; "
-                         f"got {ref_normalisation!r}.")
-    return None if candidate_pool is None else int(candidate_pool)
-
-
-def _check_seeding(seeding: Any, seed_features: Any, seed_pca_components: Any,
-                   n_clusters: Any, kmeans_n_init: Any, kmeans_max_iter: Any,
-                   kmeans_fit_subset: Any) -> None:
-    """Validate the initial seeding's parameters."""
-    for name, value, allowed in (("seeding", seeding, SEEDINGS),
-                                 ("seed_features", seed_features, SEED_FEATURES)):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
-    check_count(seed_pca_components, "seed_pca_components")
-    check_count(n_clusters, "n_clusters", none="the pool's n_classes")
-    check_count(kmeans_n_init, "kmeans_n_init")
-    check_count(kmeans_max_iter, "kmeans_max_iter")
-    check_count(kmeans_fit_subset, "kmeans_fit_subset", none="fit K-means on the whole pool")
 
 
 def _device_type(device: torch.device | None) -> str:

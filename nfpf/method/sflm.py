@@ -26,18 +26,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
+from numbers import Real
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from nfpf.core.resources import blas_threads, ordered_map, single_threaded
-from nfpf.method.checks import check_count
+from nfpf.core.selection import check_choice, check_param
+from nfpf.method.checks import as_count, check_count
 from nfpf.method.rows import FloatRows
 
-__all__ = ["ACTIVATIONS", "ORTHONORMALISATIONS", "SFLM", "Reducer", "SFLMStats", "draw_weights",
-           "gram"]
+__all__ = ["ACTIVATIONS", "DTYPES", "ORTHONORMALISATIONS", "SFLM", "Reducer", "SFLMState",
+           "SFLMStats", "check_variant", "draw_weights", "gram"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ ACTIVATIONS = ("sigmoid", "sine")
 ORTHONORMALISATIONS = ("svd", "qr")
 TARGET_OFFSET = 1e-7  # the released code fits T = X + 1e-7
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The precisions of the SFLM's batch products.
+DTYPES = tuple(_DTYPES)
 
 
 def draw_weights(
@@ -76,9 +80,7 @@ def draw_weights(
     bias : ndarray of shape (L,), float64
         Uniform in [0, 1), normalised to unit Euclidean length.
     """
-    if orthonormalisation not in ORTHONORMALISATIONS:
-        raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
-                         f"{orthonormalisation!r}.")
+    check_choice("orthonormalisation", orthonormalisation, ORTHONORMALISATIONS)
     orth = _orth if orthonormalisation == "svd" else _orth_qr
     raw = rng.uniform(-1.0, 1.0, size=(n_hidden, n_features))
     if n_hidden <= n_features:
@@ -248,6 +250,100 @@ def _to_unit_range(lo: torch.Tensor, hi: torch.Tensor, shift: torch.Tensor | flo
     scale = 2.0 / span
     return _Affine(scale=scale, offset=scale * (shift - lo) - 1.0)
 
+@dataclass(frozen=True)
+class SFLMState:
+    """The fitted state of an SFLM: its weights and what is needed to use them.
+
+    Plain data, so that a fit can be kept, sent to another process or saved with a Lightning
+    module: :meth:`SFLM.export_state` gives it, :meth:`SFLM.load_state` and
+    :meth:`SFLM.from_state` take it, and the loaded SFLM encodes, reconstructs and scores
+    bit for bit as the one that was fitted.
+
+    Attributes
+    ----------
+    input_weights : Tensor of shape (L, d), in ``dtype``
+        W of the hidden layer ``X Wᵀ - b``.
+    bias : Tensor of shape (L,), in ``dtype``
+    beta : Tensor of shape (L, d), float64
+        Output weights.
+    output_bias : Tensor of shape () (quirk Q2) or (d,), float64
+        Subtracted from ``H β`` before the decoder activation.
+    hidden_min, hidden_max : Tensor of shape (L,), float64
+        Hidden-unit min/max over the fitted samples (before the [-1, 1] rescaling).
+    target_min, target_max : Tensor of shape (d,), float64
+        Min/max of ``x + 1e-7`` over the fitted samples.
+    n_samples_seen : int
+    activation : {"sigmoid", "sine"}
+    type : {0, 1}
+    dtype : {"float32", "float64"}
+        Precision of the batch products the state was fitted with.
+    """
+
+    input_weights: torch.Tensor
+    bias: torch.Tensor
+    beta: torch.Tensor
+    output_bias: torch.Tensor
+    hidden_min: torch.Tensor
+    hidden_max: torch.Tensor
+    target_min: torch.Tensor
+    target_max: torch.Tensor
+    n_samples_seen: int
+    activation: str
+    type: int
+    dtype: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as ``{name: value}`` (tensors, str and int only: what
+        ``torch.load(weights_only=True)`` reads back)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor fields as ``{name: tensor}``."""
+        return {name: value for name, value in self.as_dict().items()
+                if isinstance(value, torch.Tensor)}
+
+    def check(self) -> None:
+        """Raise a one-line ``ValueError`` unless the shapes fit one SFLM of L hidden units on
+        d features, and the activation, type and dtype are valid."""
+        _check_params(self.input_weights.shape[0], self.activation, self.type, 1.0, 1,
+                      self.dtype, 1, None, "svd")
+        n_hidden, d = self.input_weights.shape
+        expected = {"input_weights": (n_hidden, d), "bias": (n_hidden,), "beta": (n_hidden, d),
+                    "hidden_min": (n_hidden,), "hidden_max": (n_hidden,),
+                    "target_min": (d,), "target_max": (d,)}
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"SFLMState.{name} has shape {tuple(getattr(self, name).shape)}"
+                                 f"; input_weights {(n_hidden, d)} needs {shape}.")
+        if tuple(self.output_bias.shape) not in ((), (d,)):
+            raise ValueError(f"SFLMState.output_bias has shape {tuple(self.output_bias.shape)}; "
+                             f"expected () or ({d},).")
+
+
+@dataclass
+class _FitInProgress:
+    """A fit under way: the weights of its current epoch and the sums of its current pass."""
+
+    input_weights: torch.Tensor
+    bias: torch.Tensor
+    device: torch.device
+    n_features: int
+    phase: str  # "range" (type 0's min/max pass) or "sums"
+    epoch: int = 0
+    stats: SFLMStats = field(default_factory=SFLMStats)
+    x_range: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _fitted(name: str, doc: str) -> property:
+    """A read-only view of the fitted state's field ``name`` (absent before a fit)."""
+
+    def get(self: SFLM) -> Any:
+        if self.state_ is None:
+            raise AttributeError(f"{name}_: this SFLM is not fitted yet; call fit() first.")
+        return getattr(self.state_, name)
+
+    return property(get, doc=doc)
+
 
 class SFLM:
     """Specific Feature Learning Machine: a closed-form single-hidden-layer autoencoder.
@@ -298,17 +394,12 @@ class SFLM:
 
     Attributes
     ----------
-    input_weights_ : Tensor of shape (L, d)
-    bias_ : Tensor of shape (L,)
-    beta_ : Tensor of shape (L, d), float64
-        Output weights.
-    output_bias_ : Tensor of shape () (faithful) or (d,), float64
-        Subtracted from ``H β`` before the decoder activation.
-    hidden_min_, hidden_max_ : Tensor of shape (L,)
-        Hidden-unit min/max over the fitted samples (before rescaling).
-    target_min_, target_max_ : Tensor of shape (d,)
-        Min/max of ``x + 1e-7`` over the fitted samples.
-    n_samples_seen_ : int
+    state_ : SFLMState or None
+        The fitted state (None before a fit): :meth:`export_state` gives a copy,
+        :meth:`load_state` and :meth:`from_state` take one.
+    input_weights_, bias_, beta_, output_bias_, hidden_min_, hidden_max_, target_min_, \
+target_max_, n_samples_seen_
+        Read-only views of the fields of ``state_`` (see :class:`SFLMState`).
 
     Notes
     -----
@@ -354,20 +445,115 @@ class SFLM:
         # NFPF while its seeding runs); each CPU batch holds one slot. None: no limit
         self.cpu_slots: threading.Semaphore | None = None
         _check_explicit_weights(self.n_hidden, input_weights, bias)
-        self._reset()
+        self.state_: SFLMState | None = None
+        self._fit: _FitInProgress | None = None
+
+    input_weights_ = _fitted("input_weights", "Tensor of shape (L, d): W.")
+    bias_ = _fitted("bias", "Tensor of shape (L,): b.")
+    beta_ = _fitted("beta", "Tensor of shape (L, d), float64: output weights.")
+    output_bias_ = _fitted("output_bias", "Tensor of shape () or (d,), float64.")
+    hidden_min_ = _fitted("hidden_min", "Tensor of shape (L,): hidden-unit minima.")
+    hidden_max_ = _fitted("hidden_max", "Tensor of shape (L,): hidden-unit maxima.")
+    target_min_ = _fitted("target_min", "Tensor of shape (d,): minima of x + 1e-7.")
+    target_max_ = _fitted("target_max", "Tensor of shape (d,): maxima of x + 1e-7.")
+    n_samples_seen_ = _fitted("n_samples_seen", "int: samples of the fit.")
 
     # ------------------------------------------------------------------ state
-    def _reset(self) -> None:
-        self._stats = SFLMStats()
-        self._epoch = 0
-        self._phase: str | None = None  # None (not started) | "range" | "sums" | "done"
-        self._x_range: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._d: int | None = None
-        self._device = torch.device("cpu")
+    def reset(self) -> SFLM:
+        """Forget the fitted state and any fit under way (the next :meth:`partial_fit`
+        starts a new fit); returns self."""
+        self.state_ = None
+        self._fit = None
+        return self
+
+    def export_state(self) -> SFLMState:
+        """A copy of the fitted state (tensors cloned), e.g. to save or to send elsewhere.
+
+        Raises
+        ------
+        RuntimeError
+            Not fitted.
+        """
+        self._check_fitted()
+        state = self.state_
+        return replace(state, **{name: t.clone() for name, t in state.tensors().items()})
+
+    def load_state(self, state: SFLMState) -> SFLM:
+        """Take a fitted state (e.g. from :meth:`export_state`) as this SFLM's fit.
+
+        The tensors are copied, ``input_weights`` and ``bias`` in this SFLM's ``dtype``, on
+        the device they are on. The state must have been fitted with this SFLM's
+        ``n_hidden``, ``activation``, ``type`` and ``dtype``; its other parameters (e.g.
+        ``faithful``, which picks the default rescaling of :meth:`encode`) are this SFLM's.
+
+        Parameters
+        ----------
+        state : SFLMState
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            The state's shapes disagree, or it was fitted with other parameters.
+        """
+        state.check()
+        mine = {"n_hidden": self.n_hidden, "activation": self.activation, "type": self.type,
+                "dtype": self.dtype}
+        theirs = {"n_hidden": int(state.input_weights.shape[0]),
+                  "activation": state.activation, "type": int(state.type),
+                  "dtype": state.dtype}
+        for key, value in mine.items():
+            if theirs[key] != value:
+                raise ValueError(f"the state was fitted with {key}={theirs[key]!r} but this "
+                                 f"SFLM has {key}={value!r}; use SFLM.from_state(state).")
+        compute = self._torch_dtype
+        copies = {name: t.detach().to(torch.float64).clone()
+                  for name, t in state.tensors().items()}
+        copies["input_weights"] = state.input_weights.detach().to(compute).clone()
+        copies["bias"] = state.bias.detach().to(compute).clone()
+        self.reset()
+        self.state_ = replace(state, **copies, n_samples_seen=int(state.n_samples_seen),
+                              type=int(state.type))
+        return self
+
+    @classmethod
+    def from_state(cls, state: SFLMState, **params: Any) -> SFLM:
+        """A fitted SFLM built from ``state``: its ``n_hidden``, ``activation``, ``type``
+        and ``dtype`` come from the state, ``params`` give the others (e.g. ``faithful``,
+        ``batch_size``)."""
+        state.check()
+        return cls(n_hidden=int(state.input_weights.shape[0]), activation=state.activation,
+                   type=int(state.type), dtype=state.dtype, **params).load_state(state)
+
+    def pass_statistics(self) -> SFLMStats:
+        """A copy of the sums the current pass has gathered (what :meth:`end_pass`
+        all-reduces across processes).
+
+        Raises
+        ------
+        RuntimeError
+            No fit is under way.
+        """
+        if self._fit is None:
+            raise RuntimeError("No fit is under way; call partial_fit() first.")
+        stats = self._fit.stats
+        return SFLMStats(**{name: _clone(getattr(stats, name)) for name in _STAT_FIELDS})
 
     @property
     def _torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
+
+    @property
+    def _device(self) -> torch.device:
+        """Where the fit under way, or the fitted state, lives."""
+        if self._fit is not None:
+            return self._fit.device
+        if self.state_ is not None:
+            return self.state_.input_weights.device
+        return torch.device("cpu")
 
     @property
     def n_passes(self) -> int:
@@ -376,11 +562,9 @@ class SFLM:
 
     @property
     def is_fitted(self) -> bool:
-        return self._phase == "done"
+        return self.state_ is not None
 
     def _begin(self, d: int, device: torch.device) -> None:
-        self._d = d
-        self._device = device
         if self.input_weights is not None:
             w = np.asarray(self.input_weights, dtype=np.float64)
             if w.shape != (self.n_hidden, d):
@@ -401,11 +585,10 @@ class SFLM:
             b /= np.linalg.norm(b)
         else:
             b = b_drawn
-        self.input_weights_ = torch.as_tensor(w, dtype=self._torch_dtype, device=device)
-        self.bias_ = torch.as_tensor(b, dtype=self._torch_dtype, device=device)
-        self._epoch = 0
-        self._phase = "range" if self.type == 0 else "sums"
-        self._stats = SFLMStats()
+        self._fit = _FitInProgress(
+            input_weights=torch.as_tensor(w, dtype=self._torch_dtype, device=device),
+            bias=torch.as_tensor(b, dtype=self._torch_dtype, device=device),
+            device=device, n_features=d, phase="range" if self.type == 0 else "sums")
 
     def _as_batch(self, X: Any) -> torch.Tensor:
         if isinstance(X, torch.Tensor):
@@ -439,7 +622,7 @@ class SFLM:
         X = _as_2d(X)
         if X.shape[0] < 1:
             raise ValueError("SFLM.fit needs at least one sample.")
-        self._reset()
+        self.reset()
         starts = range(0, X.shape[0], self.batch_size)
         if isinstance(X, torch.Tensor) and X.device.type != "cpu":
             while True:
@@ -477,7 +660,7 @@ class SFLM:
         The first call (or the first after a completed fit) starts a new fit: weights are
         drawn (or taken from ``input_weights``/``bias``) and the statistics emptied. Feed
         every batch of the data, call :meth:`end_pass`, and repeat until it returns True
-        (:attr:`n_passes` passes).
+        (:attr:`n_passes` passes). :meth:`reset` abandons a fit under way.
 
         Parameters
         ----------
@@ -487,8 +670,8 @@ class SFLM:
         -------
         self
         """
-        if self._phase in (None, "done"):
-            self._reset()
+        if self._fit is None:
+            self.reset()
             x0 = X if isinstance(X, torch.Tensor) else np.asarray(X)
             d = int(np.prod(x0.shape[1:]))
             device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
@@ -504,9 +687,11 @@ class SFLM:
         Sets the shifts from the batch when none are set yet (the first batch of a pass);
         otherwise only reads the fit's state, so batches can be computed side by side.
         """
-        if x.shape[1] != self._d:
-            raise ValueError(f"batch has {x.shape[1]} features; this fit started with {self._d}.")
-        st = self._stats
+        fit = self._fit
+        if x.shape[1] != fit.n_features:
+            raise ValueError(f"batch has {x.shape[1]} features; this fit started with "
+                             f"{fit.n_features}.")
+        st = fit.stats
         if self.type == 0:
             # type 0 targets go through asin, which amplifies rounding near ±1: build them
             # in float64 whatever the compute dtype
@@ -517,11 +702,11 @@ class SFLM:
             # (t - 1e-7 = x), no target copy needed
             lo, hi = (v.to(torch.float64) + TARGET_OFFSET for v in (x.amin(0), x.amax(0)))
         part = SFLMStats(n=x.shape[0], x_min=lo, x_max=hi)
-        if self._phase == "range":
+        if fit.phase == "range":
             return part
-        g = self._hidden_raw(x)
+        g = self._hidden_raw(x, fit.input_weights, fit.bias)
         part.h_min, part.h_max = g.amin(0).to(torch.float64), g.amax(0).to(torch.float64)
-        t_final = self._inverse_targets(raw_t) if self.type == 0 else None  # float64
+        t_final = self._inverse_targets(raw_t, fit.x_range) if self.type == 0 else None
         if st.shift_h is None:
             # shifts exactly representable in the compute dtype
             st.shift_h = g.mean(0).to(torch.float64)
@@ -546,7 +731,7 @@ class SFLM:
 
     def _accumulate(self, part: SFLMStats) -> None:
         """Add one batch's statistics (same shifts) to the current pass, in call order."""
-        st = self._stats
+        st = self._fit.stats
         if st.x_min is None:
             st.x_min, st.x_max = part.x_min, part.x_max
         else:
@@ -578,37 +763,44 @@ class SFLM:
         Returns
         -------
         done : bool
-            True when the fit is complete, False when another pass over the data is needed.
+            True when the fit is complete (:attr:`state_` holds it), False when another
+            pass over the data is needed.
         """
-        if self._phase in (None, "done"):
+        fit = self._fit
+        if fit is None:
             raise RuntimeError("end_pass() called before any partial_fit() of this fit.")
-        st = self._stats
-        if self._phase == "range":
+        st = fit.stats
+        if fit.phase == "range":
             if reducer is not None:
                 st.x_min = reducer.all_reduce(st.x_min, "min")
                 st.x_max = reducer.all_reduce(st.x_max, "max")
-            self._x_range = (st.x_min, st.x_max)
-            self._phase = "sums"
-            self._stats = SFLMStats()
+            fit.x_range = (st.x_min, st.x_max)
+            fit.phase = "sums"
+            fit.stats = SFLMStats()
             return False
         if reducer is not None:
             st.all_reduce(reducer)
         if st.n == 0:
             raise RuntimeError("SFLM pass ended without any sample.")
-        self._solve(st)
-        self._epoch += 1
-        if self._epoch < self.epochs:
-            scalar = self.output_bias_ if self.output_bias_.ndim == 0 else self.output_bias_.mean()
-            self.input_weights_ = self.beta_.to(self._torch_dtype).clone()
-            self.bias_ = torch.full((self.n_hidden,), float(scalar), dtype=self._torch_dtype,
-                                    device=self._device)
-            self._stats = SFLMStats()
+        beta, output_bias = self._solve(st)
+        fit.epoch += 1
+        if fit.epoch < self.epochs:
+            scalar = output_bias if output_bias.ndim == 0 else output_bias.mean()
+            fit.input_weights = beta.to(self._torch_dtype).clone()
+            fit.bias = torch.full((self.n_hidden,), float(scalar), dtype=self._torch_dtype,
+                                  device=fit.device)
+            fit.stats = SFLMStats()
             return False
-        self._phase = "done"
-        self._stats = SFLMStats()
+        self.state_ = SFLMState(
+            input_weights=fit.input_weights, bias=fit.bias, beta=beta, output_bias=output_bias,
+            hidden_min=st.h_min, hidden_max=st.h_max, target_min=st.x_min, target_max=st.x_max,
+            n_samples_seen=int(st.n), activation=self.activation, type=self.type,
+            dtype=self.dtype)
+        self._fit = None
         return True
 
-    def _solve(self, st: SFLMStats) -> None:
+    def _solve(self, st: SFLMStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """β and the output bias from one pass's complete sums."""
         n = float(st.n)
         h = _to_unit_range(st.h_min, st.h_max, st.shift_h)
         if self.type == 1:
@@ -633,16 +825,12 @@ class SFLM:
         mean_h = sh / n + h.offset
         mean_t = su / n + t.offset
         resid = mean_h @ beta - mean_t  # mean of (Hβ - T) per output dimension
-        self.beta_ = beta
-        self.output_bias_ = resid[0].clone() if self.faithful else resid
-        self.hidden_min_, self.hidden_max_ = st.h_min, st.h_max
-        self.target_min_, self.target_max_ = st.x_min, st.x_max
-        self.n_samples_seen_ = int(st.n)
-        self._decoder_cache: dict[str, torch.Tensor] = {}
+        return beta, resid[0].clone() if self.faithful else resid
 
-    def _hidden_raw(self, x: torch.Tensor) -> torch.Tensor:
+    def _hidden_raw(self, x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor
+                    ) -> torch.Tensor:
         """Raw hidden layer g(X Wᵀ - b) (type 1) or X Wᵀ - b (type 0), before rescaling."""
-        z = torch.addmm(self.bias_, x, self.input_weights_.T, alpha=1.0, beta=-1.0)
+        z = torch.addmm(bias, x, weights.T, alpha=1.0, beta=-1.0)
         if self.type == 1:
             if self.activation == "sigmoid":
                 torch.sigmoid_(z)
@@ -650,8 +838,14 @@ class SFLM:
                 torch.sin_(z)
         return z
 
-    def _inverse_targets(self, raw_t: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._x_range
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_hidden_raw` with the fitted weights."""
+        return self._hidden_raw(x, self.state_.input_weights, self.state_.bias)
+
+    @staticmethod
+    def _inverse_targets(raw_t: torch.Tensor, x_range: tuple[torch.Tensor, torch.Tensor]
+                         ) -> torch.Tensor:
+        lo, hi = x_range
         aff = _to_unit_range(lo, hi, 0.0)
         t = raw_t * aff.scale + aff.offset
         return torch.asin(t.clamp_(-1.0, 1.0))  # sine is the only type-0 activation
@@ -671,7 +865,7 @@ class SFLM:
         """
         self._check_fitted()
         raw_t = self._as_batch(_as_2d(X)).to(self._device).to(torch.float64) + TARGET_OFFSET
-        aff = _to_unit_range(self.target_min_, self.target_max_, 0.0)
+        aff = _to_unit_range(self.state_.target_min, self.state_.target_max, 0.0)
         t = raw_t * aff.scale + aff.offset
         return torch.asin(t.clamp_(-1.0, 1.0)) if self.type == 0 else t
 
@@ -689,11 +883,11 @@ class SFLM:
 
     def _hidden_affine(self, X: Any, rows: np.ndarray | None, rescale: str) -> _Affine:
         if rescale == "fit":
-            lo, hi = self.hidden_min_, self.hidden_max_
+            lo, hi = self.state_.hidden_min, self.state_.hidden_max
         else:  # Q1: min/max of the batch being encoded (all of X / X[rows])
             lo = hi = None
             for x in self._batches(X, rows):
-                g = self._hidden_raw(x)
+                g = self._hidden(x)
                 glo, ghi = g.amin(0).to(torch.float64), g.amax(0).to(torch.float64)
                 lo = glo if lo is None else torch.minimum(lo, glo)
                 hi = ghi if hi is None else torch.maximum(hi, ghi)
@@ -712,11 +906,11 @@ class SFLM:
 
     def _decode(self, g: torch.Tensor, h: _Affine) -> torch.Tensor:
         """Reconstruction from raw hidden values ``g`` under hidden rescaling ``h``."""
+        state = self.state_
         dt = g.dtype
-        beta = self.beta_
-        w = h.scale[:, None] * beta  # hidden rescaling folded into β
-        c = h.offset @ beta - self.output_bias_
-        out = _to_unit_range(self.target_min_, self.target_max_, 0.0)
+        w = h.scale[:, None] * state.beta  # hidden rescaling folded into β
+        c = h.offset @ state.beta - state.output_bias
+        out = _to_unit_range(state.target_min, state.target_max, 0.0)
         if self.type == 1:  # linear decoder: fold the inverse target rescaling in as well
             w = w / out.scale
             c = (c - out.offset) / out.scale
@@ -746,7 +940,7 @@ class SFLM:
         h = self._hidden_affine(X, None, self._resolve_rescale(rescale))
         parts = []
         for x in self._batches(X, None):
-            g = self._hidden_raw(x)
+            g = self._hidden(x)
             parts.append(g * h.scale.to(g.dtype) + h.offset.to(g.dtype))
         return torch.cat(parts)
 
@@ -770,7 +964,7 @@ class SFLM:
         self._check_fitted()
         X = _as_2d(X)
         h = self._hidden_affine(X, rows, self._resolve_rescale(rescale))
-        return torch.cat([self._decode(self._hidden_raw(x), h) for x in self._batches(X, rows)])
+        return torch.cat([self._decode(self._hidden(x), h) for x in self._batches(X, rows)])
 
     def errors(
         self,
@@ -806,7 +1000,7 @@ class SFLM:
         def batch_errors(sl: slice) -> np.ndarray:
             with self._cpu_slot():
                 x = self._batch(X, rows, sl)
-                y = self._decode(self._hidden_raw(x), h)
+                y = self._decode(self._hidden(x), h)
                 if kind == "mse":  # in place on the reconstruction: no extra n x d buffer
                     y -= x
                     err = torch.linalg.vector_norm(y, dim=1, dtype=torch.float64) ** 2
@@ -825,31 +1019,32 @@ class SFLM:
         return np.concatenate(out) if out else np.zeros(0)
 
 
+def check_variant(activation: Any, type: Any, activation_name: str = "activation",
+                  type_name: str = "type") -> None:
+    """Raise a one-line ``ValueError`` unless ``activation`` and ``type`` name an SFLM variant
+    (the names: the parameters as the caller's user writes them, e.g. ``"ref_type"``)."""
+    check_choice(activation_name, activation, ACTIVATIONS)
+    check_count(type_name, type, 0, 1, hint=" (0: linear encoder, activated decoder; 1: "
+                                            "activated encoder, linear decoder)")
+    if as_count(type) == 0 and activation == "sigmoid":
+        raise ValueError(
+            f"{type_name}=0 with {activation_name}='sigmoid' is undefined: type 0 fits the "
+            f"decoder to the inverse activation of targets rescaled to [-1, 1], and logit is "
+            f"undefined on [-1, 0]. Use {type_name}=1 with 'sigmoid', or "
+            f"{activation_name}='sine' with {type_name}=0.")
+
+
 def _check_params(n_hidden: Any, activation: Any, type: Any, C: Any, epochs: Any, dtype: Any,
                   batch_size: Any, n_jobs: Any, orthonormalisation: Any) -> None:
-    """Validate the SFLM's scalar parameters; one line naming the key and the fix."""
-    check_count(n_hidden, "n_hidden (L)")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
-    if type not in (0, 1) or isinstance(type, bool):
-        raise ValueError(f"type must be 0 (linear encoder, activated decoder) or 1 "
-                         f"(activated encoder, linear decoder); got {type!r}.")
-    if type == 0 and activation == "sigmoid":
-        raise ValueError(
-            "activation='sigmoid' with type=0 is undefined: type 0 fits the decoder to the "
-            "inverse activation of targets rescaled to [-1, 1], and logit is undefined on "
-            "[-1, 0]. Use type=1 with 'sigmoid', or activation='sine' with type=0."
-        )
-    if not np.isfinite(C) or C <= 0:
-        raise ValueError(f"C must be a finite number > 0 (regularisation 1/C); got {C!r}.")
-    check_count(epochs, "epochs")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {tuple(_DTYPES)}; got {dtype!r}.")
-    check_count(batch_size, "batch_size")
-    check_count(n_jobs, "n_jobs", none="torch's thread count")
-    if orthonormalisation not in ORTHONORMALISATIONS:
-        raise ValueError(f"orthonormalisation must be one of {ORTHONORMALISATIONS}; got "
-                         f"{orthonormalisation!r}.")
+    """Validate the SFLM's scalar parameters; one line naming the key and what it takes."""
+    check_count("n_hidden", n_hidden)
+    check_variant(activation, type)
+    check_param("C", C, Real, low=0, closed="neither", hint=" (the regularisation is 1/C)")
+    check_count("epochs", epochs)
+    check_choice("dtype", dtype, DTYPES)
+    check_count("batch_size", batch_size)
+    check_count("n_jobs", n_jobs, also=(None,), hint=" (None: torch's thread count)")
+    check_choice("orthonormalisation", orthonormalisation, ORTHONORMALISATIONS)
 
 
 def _check_explicit_weights(n_hidden: int, input_weights: Any, bias: Any) -> None:

@@ -22,12 +22,9 @@ import pytorch_lightning as pl
 import torch
 
 from nfpf.core.trainer import make_trainer
-from nfpf.method.sflm import SFLM
+from nfpf.method.sflm import SFLM, SFLMState
 
 __all__ = ["LightningReducer", "SFLMModule", "fit_sflm"]
-
-_RESULT_NAMES = ("input_weights_", "bias_", "beta_", "output_bias_", "hidden_min_",
-                 "hidden_max_", "target_min_", "target_max_")
 
 
 class LightningReducer:
@@ -55,6 +52,13 @@ class LightningReducer:
 class SFLMModule(pl.LightningModule):
     """LightningModule whose "training" is one streamed closed-form SFLM fit.
 
+    A thin wrapper: each training step is :meth:`SFLM.partial_fit
+    <nfpf.method.sflm.SFLM.partial_fit>` of one batch, each epoch end an :meth:`SFLM.end_pass
+    <nfpf.method.sflm.SFLM.end_pass>` with the statistics all-reduced across processes. The
+    fitted state (:class:`~nfpf.method.sflm.SFLMState`) is the module's extra state, so it is
+    part of ``state_dict()`` and ``load_state_dict`` fits the SFLM: that is how the fit comes
+    back from ``ddp_spawn`` workers (Lightning copies the state dict back to the main process).
+
     Parameters
     ----------
     sflm : SFLM, optional
@@ -67,18 +71,13 @@ class SFLMModule(pl.LightningModule):
     -----
     Batches are tensors of shape (batch, ...) or tuples/lists whose first element is; they
     are flattened to (batch, d). Labels in the tuple are ignored. After ``trainer.fit`` the
-    fitted model is ``module.sflm``; its results are also registered as buffers, so they
-    survive ``ddp_spawn`` (Lightning copies the state dict back to the main process).
-    Memory per device: ``O(L² + L·d + batch·(L + d))``.
+    fitted model is ``module.sflm``. Memory per device: ``O(L² + L·d + batch·(L + d))``.
     """
 
     def __init__(self, sflm: SFLM | None = None, **sflm_kwargs: Any) -> None:
         super().__init__()
         self.sflm = sflm if sflm is not None else SFLM(**sflm_kwargs)
         self.automatic_optimization = False
-        for name in _RESULT_NAMES:
-            self.register_buffer(name.rstrip("_"), torch.empty(0, dtype=torch.float64))
-        self.register_buffer("n_samples_seen", torch.zeros((), dtype=torch.float64))
         # DistributedDataParallel refuses modules without a trainable parameter; this one
         # only ever receives a zero loss (one scalar all-reduce per step, nothing learned)
         self.ddp_anchor = torch.nn.Parameter(torch.zeros(1))
@@ -92,7 +91,7 @@ class SFLMModule(pl.LightningModule):
         return None
 
     def on_train_start(self) -> None:
-        self.sflm._reset()  # a fresh fit (also after a previous trainer.fit)
+        self.sflm.reset()  # a fresh fit (also after a previous trainer.fit)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -105,41 +104,19 @@ class SFLMModule(pl.LightningModule):
         reducer = None
         if self.trainer is not None and self.trainer.world_size > 1:
             reducer = LightningReducer(self.trainer.strategy)
-        done = self.sflm.end_pass(reducer)
-        if done:
-            self._export()
+        if self.sflm.end_pass(reducer):
             self.trainer.should_stop = True
 
-    def _export(self) -> None:
-        for name in _RESULT_NAMES:
-            value = getattr(self.sflm, name)
-            setattr(self, name.rstrip("_"), value.detach().to(torch.float64).clone())
-        self.n_samples_seen = torch.tensor(float(self.sflm.n_samples_seen_),
-                                           dtype=torch.float64)
+    def get_extra_state(self) -> dict[str, Any]:
+        """The SFLM's fitted state as plain data (empty before a fit)."""
+        return self.sflm.export_state().as_dict() if self.sflm.is_fitted else {}
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        # results have data-dependent shapes: adopt the stored shapes, then rebuild the SFLM
-        for name in (*[n.rstrip("_") for n in _RESULT_NAMES], "n_samples_seen"):
-            key = prefix + name
-            if key in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-        if self.beta.numel():
-            self._import()
-
-    def _import(self) -> None:
-        sflm = self.sflm
-        dtype = sflm._torch_dtype
-        sflm._reset()
-        sflm._d = int(self.beta.shape[1])
-        sflm.input_weights_ = self.input_weights.to(dtype).clone()
-        sflm.bias_ = self.bias.to(dtype).clone()
-        for name in _RESULT_NAMES[2:]:
-            setattr(sflm, name, getattr(self, name.rstrip("_")).clone())
-        sflm.n_samples_seen_ = int(self.n_samples_seen.item())
-        sflm._phase = "done"
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Take a fitted state from :meth:`get_extra_state` (empty: not fitted)."""
+        if state:
+            self.sflm.load_state(SFLMState(**state))
+        else:
+            self.sflm.reset()
 
 
 def fit_sflm(sflm: SFLM, dataloader: Any, trainer: Mapping[str, Any] | None = None,
@@ -171,10 +148,7 @@ def fit_sflm(sflm: SFLM, dataloader: Any, trainer: Mapping[str, Any] | None = No
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*configure_optimizers.*returned `None`")
         lightning.fit(module, train_dataloaders=dataloader)
-    if not module.sflm.is_fitted:
-        if module.beta.numel():
-            module._import()  # results came back through the state dict (ddp_spawn)
-        else:
-            raise RuntimeError("The Lightning fit ended before the SFLM was solved; "
-                               f"max_epochs must be at least {module.n_epochs}.")
+    if not module.sflm.is_fitted:  # ddp_spawn: the fit came back through the state dict
+        raise RuntimeError("The Lightning fit ended before the SFLM was solved; "
+                           f"max_epochs must be at least {module.n_epochs}.")
     return module.sflm
