@@ -8,6 +8,7 @@ pixels, its images -- and a budget, and returns that many distinct indices into 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,6 +23,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_scalar
 
 from nfpf.core import device as nfpf_device
+from nfpf.core.protocol import (
+    LABEL_FREE,
+    RANKING,
+    SelectionPlan,
+    SelectionRequest,
+    SelectionResult,
+    kind_of,
+)
 
 __all__ = [
     "MAX_SEED",
@@ -340,13 +349,33 @@ class Selector(BaseEstimator, ABC):
     After :meth:`select`, ``info_`` holds a small JSON-serialisable dict about the last
     selection (e.g. that a candidate subset was used) and ``history_`` a list of per-round
     records for progressive methods (empty for one-shot ones).
+
+    Its kind (:mod:`nfpf.core.protocol`) is ``label_free``: it sees the pool only.
     """
 
+    #: The kind of selector (:mod:`nfpf.core.protocol`): label-free, it sees the pool only.
+    kind: ClassVar[str] = LABEL_FREE.name
     #: Whether the method reads ``pool.images`` (documentation and validation only).
     uses_images: ClassVar[bool] = False
 
     info_: dict[str, Any]
     history_: list[dict[str, Any]]
+
+    def plan_selection(self, n: int, budget: int, seed: int = 0,
+                       model: Any = None) -> SelectionPlan:
+        """The bad-input errors of a selection of ``budget`` from ``n`` samples, before any
+        work, and its :class:`~nfpf.core.protocol.SelectionPlan` (no labels, ``budget``
+        picks; ``model`` is not used)."""
+        self.check_params()
+        check_seed(seed)
+        budget = check_budget(budget, n)
+        return SelectionPlan(kind_of(self), labels=0, picks=budget, budget_key=budget)
+
+    def run_selection(self, request: SelectionRequest) -> SelectionResult:
+        """:meth:`select` on the request's pool, budget and seed, with ``info_`` and
+        ``history_``."""
+        indices = self.select(request.pool, request.budget, seed=request.seed)
+        return SelectionResult(indices, info=self.info_, history=self.history_)
 
     def select(self, pool: Pool | np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
         """Choose ``budget`` samples of ``pool`` to label.
@@ -395,10 +424,25 @@ class RankingSelector(Selector):
     Score-then-top-B methods (DUAL, ALMS) rank the whole pool (or a candidate subset) once;
     the budget only cuts the ranking. They implement :meth:`_rank` and say in
     :meth:`ranking_key` what, besides the pool and the seed, the ranking depends on, so that
-    a sweep over budgets trains them once per seed: :func:`nfpf.evaluation.pipeline.run` caches the
-    ranking under that key and cuts it for every budget. ``select(pool, B)`` is always
-    ``rank(pool, B)[:B]``.
+    a sweep over budgets trains them once per seed: :func:`nfpf.evaluation.pipeline.run`
+    caches the ranking under that key and cuts it for every budget. ``select(pool, B)`` is
+    always ``rank(pool, B)[:B]``. Its kind is ``ranking``.
     """
+
+    kind: ClassVar[str] = RANKING.name
+
+    def plan_selection(self, n: int, budget: int, seed: int = 0,
+                       model: Any = None) -> SelectionPlan:
+        """As :meth:`Selector.plan_selection`, the budget key being the :meth:`ranking_key`:
+        budgets of equal keys share one ranking."""
+        plan = super().plan_selection(n, budget, seed, model)
+        return dataclasses.replace(plan, budget_key={"ranking": self.ranking_key(n, plan.picks)})
+
+    def run_selection(self, request: SelectionRequest) -> SelectionResult:
+        """:meth:`rank` on the request; the picks are its first ``budget`` entries."""
+        ranking = self.rank(request.pool, request.budget, seed=request.seed)
+        return SelectionResult(ranking[:request.budget], ranking=ranking, info=self.info_,
+                               history=self.history_)
 
     def rank(self, pool: Pool | np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
         """The method's ranking of the pool, best first.
