@@ -2,18 +2,25 @@
 
 The picks of every selector (the unsupervised ones of ``conf/selector/``, their ablation
 variants on digits, and the supervised AL strategies of ``conf/selector/al/``) on digits,
-COIL20 and USPS, 2 seeds x 2 budgets, on raw pixels. They were recorded before the package
-was reorganised into layers (``python -m tests.golden_picks``, in a fresh process with
-``OMP_NUM_THREADS=2`` on 2 cores); ``tests/test_golden_picks.py`` recomputes them the same
-way and checks that every pick is still the same.
+COIL20 and USPS, 2 seeds x 2 budgets, on raw pixels, computed in one fresh process with
+``OMP_NUM_THREADS=2``. The fixture also holds what they were recorded under (package versions,
+processor, threads) and, for the gradient-trained selectors (:data:`TRAINED`), the final
+training loss of each selection: their picks depend on the processor's floating-point kernels,
+so ``tests/test_golden_picks.py`` checks them by what holds on any machine (the same picks
+twice in one process, a high overlap with the recorded picks, the recorded loss within a
+tolerance) and every other selector's picks exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
+import platform
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,11 @@ SELECTORS = ("random", "kmeans", "coreset", "typiclust", "probcover", "usl", "te
              "dual", "alms", "nfpf", "nfpf_plus")
 ACTIVE = ("al/random", "al/entropy", "al/margin", "al/least_confidence", "al/coreset",
           "al/badge", "al/typiclust")
+#: Selectors trained by gradient descent: their picks move with the processor's BLAS kernels
+#: (near-tied scores), so they are recorded with their final loss and computed twice.
+TRAINED = ("dual", "alms")
+#: The packages whose versions decide the picks (a change of any may move them).
+PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pytorch-lightning")
 
 
 def selector_names(dataset: str) -> list[str]:
@@ -37,6 +49,43 @@ def selector_names(dataset: str) -> list[str]:
     return names
 
 
+def environment() -> dict[str, object]:
+    """What the picks are computed under: package versions, processor, threads."""
+    return {
+        "versions": {"python": platform.python_version(),
+                     **{name: importlib.metadata.version(name) for name in PACKAGES}},
+        "processor": processor_name(),
+        "machine": platform.machine(),
+        "threads": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+    }
+
+
+def processor_name() -> str:
+    """The CPU model as the operating system names it (``/proc/cpuinfo`` on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment_note(recorded: dict, now: dict) -> str:
+    """Why recorded picks may differ: the package versions and processor that changed."""
+    changed = [f"{name} {recorded['versions'].get(name)} -> {version}"
+               for name, version in now["versions"].items()
+               if recorded["versions"].get(name) != version]
+    if recorded.get("processor") != now.get("processor"):
+        changed.append(f"processor {recorded.get('processor')!r} -> {now.get('processor')!r}")
+    if not changed:
+        return ("Same package versions and processor as recorded: the code changed the picks "
+                "(a refactor must not).")
+    return ("Recorded under other versions: " + ", ".join(changed) + ". Install with "
+            "`pip install -e \".[dev]\" -c constraints.txt` (README) to test against the "
+            "recorded versions; moving a pin means checking the new picks and re-recording "
+            "them with `python -m tests.golden_picks`.")
+
+
 def load_pool(dataset: str):
     from nfpf.data import load_dataset
     from nfpf.features import Raw
@@ -46,27 +95,42 @@ def load_pool(dataset: str):
     return data, data.pool_view(np.asarray(features))
 
 
-def picks(dataset: str, name: str, budget: int, seed: int, data, pool) -> list[int]:
+def picks(name: str, budget: int, seed: int, data, pool) -> tuple[list[int], float | None]:
+    """One selection's indices, and the final training loss of a trained selector."""
     import nfpf
+    from nfpf.core.api import make_selector
 
     if name.startswith("al/"):
         chosen = nfpf.select_with_oracle(pool, budget, data.pool_labels, method=name,
                                          seed=seed)
-    else:
-        chosen = nfpf.select(pool, budget, method=name, seed=seed)
-    return [int(i) for i in np.asarray(chosen)]
+        return [int(i) for i in np.asarray(chosen)], None
+    selector = make_selector(name)
+    chosen = selector.select(pool, budget, seed=seed)
+    loss = selector.info_.get("final_loss") if name in TRAINED else None
+    return [int(i) for i in np.asarray(chosen)], loss
 
 
-def compute(datasets=DATASETS, names=None) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
+def compute(datasets=DATASETS, names=None, repeat_trained: bool = False) -> dict:
+    """The picks (and losses) of ``names`` (default every selector) on ``datasets``.
+
+    With ``repeat_trained`` the first selection of each trained selector on each dataset is
+    made a second time in this process and kept under ``"repeated"``.
+    """
+    out: dict = {"picks": {}, "losses": {}, "repeated": {}, "seconds": {}}
     for dataset, per_class in datasets.items():
         data, pool = load_pool(dataset)
         for name in names or selector_names(dataset):
             t = time.perf_counter()
             for budget in (c * data.n_classes for c in per_class):
                 for seed in SEEDS:
-                    out[f"{dataset}/{name}/{budget}/{seed}"] = picks(
-                        dataset, name, budget, seed, data, pool)
+                    key = f"{dataset}/{name}/{budget}/{seed}"
+                    out["picks"][key], loss = picks(name, budget, seed, data, pool)
+                    if name in TRAINED:
+                        out["losses"][key] = loss
+                        if repeat_trained and (budget, seed) == (per_class[0] * data.n_classes,
+                                                                 SEEDS[0]):  # one per dataset
+                            out["repeated"][key] = picks(name, budget, seed, data, pool)[0]
+            out["seconds"][f"{dataset}/{name}"] = round(time.perf_counter() - t, 2)
             print(f"{dataset} {name}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return out
 
@@ -76,10 +140,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=FIXTURE)
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=DATASETS)
+    parser.add_argument("--names", nargs="+", default=None,
+                        help="only these selectors (default: every one)")
+    parser.add_argument("--repeat-trained", action="store_true",
+                        help="make each trained selection twice (the test's check)")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     chosen = {name: DATASETS[name] for name in args.datasets}
-    args.out.write_text(json.dumps(compute(chosen), indent=0, sort_keys=True) + "\n")
+    result = compute(chosen, args.names, args.repeat_trained)
+    record = {"recorded_under": {**environment(), "date": date.today().isoformat()},
+              "picks": result["picks"], "losses": result["losses"]}
+    if args.out != FIXTURE:
+        record.update(repeated=result["repeated"], seconds=result["seconds"])
+    args.out.write_text(json.dumps(record, indent=0, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
