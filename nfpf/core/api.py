@@ -96,12 +96,7 @@ def selector_entry(name: str) -> SelectorEntry:
     Read from the file itself, without composing it: its ``_target_``, else that of the
     selector its defaults list extends (the value Hydra's composition gives it).
     """
-    path = CONFIG_DIR / "selector" / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"Unknown selector {name!r}. Known selectors: {', '.join(available_selectors())}."
-        )
-    raw = OmegaConf.load(path)
+    raw = OmegaConf.load(_selector_file(name))
     bases = [str(d).removeprefix("/selector/").split("@")[0] for d in raw.get("defaults", [])
              if str(d).startswith("/selector/")]
     extends = bases[0] if bases else None
@@ -110,6 +105,17 @@ def selector_entry(name: str) -> SelectorEntry:
         raise ValueError(f"selector {name!r} has no _target_; it cannot build a selector.")
     return SelectorEntry(name=name, target=str(target), kind=kind_of(get_class(str(target))),
                          extends=extends)
+
+
+def _selector_file(name: str) -> Path:
+    """``conf/selector/<name>.yaml``; a one-line error naming the known selectors when
+    there is none."""
+    path = CONFIG_DIR / "selector" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"Unknown selector {name!r}. Known selectors: {', '.join(available_selectors())}."
+        )
+    return path
 
 
 def selector_registry() -> dict[str, SelectorEntry]:
@@ -124,7 +130,7 @@ def load_selector_config(method: str) -> DictConfig:
     selector through its defaults list (``defaults: [/selector/nfpf@_here_, _self_]``) gives
     the library and ``nfpf-run`` the same object.
     """
-    selector_entry(method)  # an unknown name: the one-line error naming the known ones
+    _selector_file(method)  # an unknown name: the one-line error naming the known ones
     return OmegaConf.create(_composed_selector(method))
 
 
