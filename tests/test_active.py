@@ -551,11 +551,12 @@ def test_report_marks_label_using_rows_and_tests_nfpf_against_them(tmp_path):
 # ----------------------------------------------------------------------------- configs
 
 @pytest.mark.parametrize("experiment", ["classic_ual", "classic_ual_quick"])
+@pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema")
 def test_classic_experiments_sweep_every_ual_selector_and_every_al_strategy(experiment):
-    from omegaconf import OmegaConf
-
-    params = OmegaConf.load(CONFIG_DIR / "experiment" / f"{experiment}.yaml").hydra.sweeper
-    swept = str(params.params.selector).split(",")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"],
+                      return_hydra_config=True)
+    swept = [name.strip() for name in str(cfg.hydra.sweeper.params.selector).split(",")]
     assert sorted(swept) == sorted([*available_selectors(), *AL_STRATEGIES])
 
 

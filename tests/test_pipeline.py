@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +66,12 @@ def test_sweep_killed_and_rerun_finishes_without_duplicates(tmp_path):
             "seed=0,1", "budget_per_class=3", "classifier=lightning_linear",
             f"paths.output_dir={out}"]
     env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(sweep.rglob("result.json")):
-        time.sleep(0.2)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    # killed as soon as it says that a first run finished (read as it writes: no clock)
+    for line in proc.stdout:
+        if "sweep progress: 1/6 runs finished" in line:
+            break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = {p: p.stat().st_mtime_ns for p in sweep.rglob("result.json")}

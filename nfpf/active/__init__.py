@@ -5,12 +5,7 @@ that see labels between rounds. See :mod:`nfpf.active.base` for the rounds and t
 model, :mod:`nfpf.active.strategies` for the strategies.
 """
 
-from nfpf.active.api import (
-    check_strategy_config,
-    make_strategy,
-    run_with_oracle,
-    select_with_oracle,
-)
+from nfpf.active.api import make_strategy, select_with_oracle
 from nfpf.active.base import ActiveStrategy, round_sizes
 from nfpf.active.oracle import LabelBudgetExceededError, Oracle
 from nfpf.active.strategies import (
@@ -34,9 +29,7 @@ __all__ = [
     "Margin",
     "Oracle",
     "PassiveRandom",
-    "check_strategy_config",
     "make_strategy",
     "round_sizes",
-    "run_with_oracle",
     "select_with_oracle",
 ]

@@ -1,5 +1,6 @@
-"""Running an active-learning strategy: :func:`select_with_oracle` (library) and
-:func:`run_with_oracle` (one call shared with :func:`nfpf.evaluation.pipeline.run`)."""
+"""Running an active-learning strategy from the library: :func:`make_strategy` and
+:func:`select_with_oracle` (``nfpf-run`` runs it through :func:`nfpf.core.protocol.run_selection`
+like every other selector)."""
 
 from __future__ import annotations
 
@@ -8,64 +9,24 @@ from typing import Any
 import numpy as np
 
 from nfpf.active.base import ActiveStrategy
-from nfpf.active.oracle import Oracle
+from nfpf.core.protocol import SelectionRequest, run_selection
 from nfpf.core.selection import Pool, check_seed
 
-__all__ = ["check_strategy_config", "make_strategy", "run_with_oracle",
-           "select_with_oracle"]
+__all__ = ["make_strategy", "select_with_oracle"]
 
 
 def make_strategy(method: str, **options: Any) -> ActiveStrategy:
     """The strategy ``conf/selector/al/<method>.yaml`` describes (``method`` with or without
     the ``al/`` prefix), with ``options`` merged in."""
-    from nfpf.core.api import CONFIG_DIR, make_selector
+    from nfpf.core.api import make_selector, selector_entry, selector_names
 
     name = method if method.startswith("al/") else f"al/{method}"
-    if not (CONFIG_DIR / "selector" / f"{name}.yaml").is_file():
-        known = sorted(f"al/{p.stem}" for p in (CONFIG_DIR / "selector" / "al").glob("*.yaml"))
+    if name not in selector_names() or not selector_entry(name).kind.label_using:
+        known = [n for n in selector_names()
+                 if n.startswith("al/") and selector_entry(n).kind.label_using]
         raise ValueError(f"Unknown active-learning strategy {method!r}. Known: "
                          f"{', '.join(known)}.")
-    strategy = make_selector(name, **options)
-    if not isinstance(strategy, ActiveStrategy):
-        raise ValueError(f"{name!r} builds {type(strategy).__name__}, not an ActiveStrategy.")
-    return strategy
-
-
-def check_strategy_config(config: Any, budget: int, n: int, run_model: Any = None,
-                          seed: int = 0) -> None:
-    """Raise the bad-input errors of a selector config that builds an AL strategy (budget,
-    rounds, initial set, per-round model) before any work; a no-op for a UAL selector."""
-    from hydra.utils import get_class, instantiate
-
-    target = config.get("_target_") if hasattr(config, "get") else None
-    if target is None or not issubclass(get_class(str(target)), ActiveStrategy):
-        return
-    try:
-        strategy = instantiate(config)
-    except Exception as error:  # Hydra wraps the constructor's one-line ValueError
-        if isinstance(error.__cause__, ValueError):
-            raise error.__cause__ from None
-        raise
-    strategy.validate(budget, n, run_model, seed)
-
-
-def run_with_oracle(strategy: ActiveStrategy, pool: Pool, budget: int, labels: np.ndarray,
-                    *, seed: int, model: Any = None, model_inputs: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Run ``strategy`` with an :class:`Oracle` over ``labels``; check the label count.
-
-    Returns the queried indices and a record: ``labels_queried``, ``label_using`` (True),
-    the strategy's ``info`` and per-round ``history``.
-    """
-    expected = strategy.labels_needed(budget, pool.n)
-    oracle = Oracle(labels, budget=expected)
-    indices = strategy.select(pool, budget, oracle, seed=seed, model=model,
-                              model_inputs=model_inputs)
-    if oracle.n_queried != expected or len(indices) != expected:
-        raise RuntimeError(f"{type(strategy).__name__} queried {oracle.n_queried} labels and "
-                           f"returned {len(indices)} indices; {expected} were due.")
-    return indices, {"labels_queried": oracle.n_queried, "label_using": True,
-                     "info": strategy.info_, "history": strategy.history_}
+    return make_selector(name, **options)
 
 
 def select_with_oracle(
@@ -129,6 +90,6 @@ def select_with_oracle(
         from nfpf.active.base import build_classifier
 
         model = build_classifier("logreg", seed)
-    indices, _ = run_with_oracle(strategy, pool, budget, np.asarray(labels), seed=seed,
-                                 model=model, model_inputs=model_inputs)
-    return indices
+    request = SelectionRequest(pool, budget, seed, labels=np.asarray(labels), model=model,
+                               model_inputs=model_inputs)
+    return run_selection(strategy, request).indices

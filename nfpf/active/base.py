@@ -30,6 +30,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 
 from nfpf.active.oracle import Oracle
+from nfpf.core.protocol import (
+    LABEL_USING,
+    SelectionPlan,
+    SelectionRequest,
+    SelectionResult,
+    kind_of,
+)
 from nfpf.core.selection import (
     Pool,
     Selector,
@@ -37,6 +44,7 @@ from nfpf.core.selection import (
     check_budget,
     check_indices,
     check_param,
+    check_seed,
 )
 
 __all__ = ["ActiveStrategy", "build_classifier", "class_probabilities", "has_scores",
@@ -195,8 +203,13 @@ class ActiveStrategy(BaseEstimator, ABC):
     :meth:`check_params` (from ``__init__`` and again before a selection), as for
     :class:`~nfpf.core.selection.Selector`; a subclass sets its own parameters before
     calling this ``__init__``.
+
+    Its kind (:mod:`nfpf.core.protocol`) is ``label_using``: :meth:`run_selection` answers
+    its queries with an :class:`Oracle` over the request's labels.
     """
 
+    #: The kind of selector (:mod:`nfpf.core.protocol`): it queries labels through an oracle.
+    kind: ClassVar[str] = LABEL_USING.name
     #: What the strategy needs of the per-round model: class "scores", an "embedding" (the
     #: last layer's inputs; only a deep model is fitted for it), or None (no model).
     model_use: ClassVar[str | None] = "scores"
@@ -263,6 +276,35 @@ class ActiveStrategy(BaseEstimator, ABC):
                              f"classifier or set selector.model (e.g. logreg).")
         self.check_model(model)
         return model
+
+    def uses_run_model(self, run_model: Any) -> bool:
+        """Whether the run's classifier ``run_model`` shapes the picks: it is the per-round
+        model (no ``model`` option) and its scores are used, or it is a deep model whose
+        embedding is (core-set AL on a feature classifier embeds the features as they are)."""
+        if self.model is not None or self.model_use is None:
+            return False
+        return self.model_use == "scores" or bool(getattr(run_model, "uses_images", False))
+
+    def plan_selection(self, n: int, budget: int, seed: int = 0,
+                       model: Any = None) -> SelectionPlan:
+        """The bad-input errors of a run of ``budget`` on ``n`` samples with the run's
+        classifier ``model`` (:meth:`validate`), before any work, and its
+        :class:`~nfpf.core.protocol.SelectionPlan`: :meth:`labels_needed` labels and picks."""
+        check_seed(seed)
+        self.validate(budget, n, model, seed)
+        labels = self.labels_needed(budget, n)
+        return SelectionPlan(kind_of(self), labels=labels, picks=labels, budget_key=budget,
+                             uses_run_model=self.uses_run_model(model))
+
+    def run_selection(self, request: SelectionRequest) -> SelectionResult:
+        """:meth:`select` with an :class:`Oracle` over ``request.labels`` that allows
+        :meth:`labels_needed` labels; ``queries``: the labels it handed out."""
+        oracle = Oracle(request.labels, budget=self.labels_needed(request.budget,
+                                                                  request.pool.n))
+        indices = self.select(request.pool, request.budget, oracle, seed=request.seed,
+                              model=request.model, model_inputs=request.model_inputs)
+        return SelectionResult(indices, queries=oracle.n_queried, info=self.info_,
+                               history=self.history_)
 
     def validate(self, budget: int, n: int, run_model: Any = None, seed: int = 0) -> Any:
         """Raise the bad-input errors of a run of ``budget`` on ``n`` samples before any work

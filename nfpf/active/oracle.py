@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nfpf.core.selection import check_whole
+
 __all__ = ["LabelBudgetExceededError", "Oracle"]
 
 
@@ -46,13 +48,10 @@ class Oracle:
         if labels.ndim != 1 or labels.size == 0:
             raise ValueError(f"Oracle labels must be a non-empty 1-D array (one label per "
                              f"pool sample); got shape {labels.shape}.")
-        if budget is not None and (isinstance(budget, bool) or int(budget) != budget
-                                   or int(budget) < 1):
-            raise ValueError(f"Oracle budget must be a positive whole number or None; got "
-                             f"{budget!r}.")
+        budget = check_whole("Oracle budget", budget, low=1, also=(None,))
         self.__labels = labels.copy()
         self.__labels.setflags(write=False)
-        self.budget = labels.size if budget is None else int(budget)
+        self.budget = labels.size if budget is None else budget
         self.__asked = np.zeros(labels.size, dtype=bool)
         self.__order: list[np.ndarray] = []
 

@@ -17,6 +17,7 @@ from sklearn.metrics import pairwise_distances_argmin_min
 from nfpf.active.base import ActiveStrategy, class_probabilities, last_layer_inputs
 from nfpf.active.oracle import Oracle
 from nfpf.baselines.coreset import kcenter_greedy
+from nfpf.core.protocol import FULL_POOL
 from nfpf.core.selection import Pool, as_pool
 
 __all__ = [
@@ -258,9 +259,10 @@ class FullPool(ActiveStrategy):
     """The upper bound: every label of the pool (the budget is ignored).
 
     Reported next to each budget so that UAL and AL rows sit between ``random`` and this
-    ceiling; it queries ``n`` labels, not the budget.
+    ceiling; it queries ``n`` labels, not the budget. Its kind is ``full_pool``.
     """
 
+    kind = FULL_POOL.name
     model_use = None
 
     def __init__(self):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from nfpf.core.selection import Selector, check_seed
+from nfpf.core.selection import Selector, check_budget, check_seed, check_whole
 from nfpf.data.images import MODES, RESIZE_POLICIES, parse_image_size
 from nfpf.features import FeatureSpace
 from nfpf.io import cache_root
@@ -82,9 +82,10 @@ class ImageOptions:
         if self.resize not in RESIZE_POLICIES:
             raise SelectError(f"resize must be one of {list(RESIZE_POLICIES)}; "
                               f"got {self.resize!r}.")
-        workers = self.num_workers
-        if isinstance(workers, bool) or int(workers) != workers or workers < 0:
-            raise SelectError(f"num_workers must be an integer >= 0; got {workers!r}.")
+        try:
+            check_whole("num_workers", self.num_workers, low=0)
+        except ValueError as err:
+            raise SelectError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,16 @@ class ContactSheetOptions:
     max_images: int = 400
     thumb_size: int = 96
     columns: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`SelectError` for a bad value."""
+        try:
+            check_whole("contact_sheet.max_images", self.max_images, low=1)
+            check_whole("contact_sheet.thumb_size", self.thumb_size, low=1)
+            check_whole("contact_sheet.columns", self.columns, low=1, also=(None,),
+                        hint=" (None: about the square root of the picks)")
+        except ValueError as err:
+            raise SelectError(str(err)) from None
 
 
 def _options(cls: type, values: Any, what: str) -> Any:
@@ -170,20 +181,6 @@ class Request:
     def input_root(self) -> Path:
         """The folder relative feature-file paths and the default document root refer to."""
         return self.input_path if self.is_folder else self.input_path.parent
-
-
-def _check_budget(budget: Any) -> int:
-    try:
-        ok = not isinstance(budget, bool) and float(budget).is_integer()
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SelectError(f"budget must be a whole number of images, e.g. budget=100; "
-                          f"got {budget!r}.")
-    if int(budget) <= 0:
-        raise SelectError(f"budget must be at least 1 (the number of images to label); "
-                          f"got {int(budget)}.")
-    return int(budget)
 
 
 def _check_input(input: Any) -> Path:
@@ -343,20 +340,19 @@ def check_request(input: Any, budget: Any, output: Any, **options: Any) -> Reque
     SelectError
         The first bad value, with what to do about it; nothing has been read or written.
     """
-    budget = _check_budget(budget)
-    try:
+    try:  # the pool's size is known once the input is read
+        budget = check_budget(budget, None)
         seed = check_seed(options["seed"])
+        n_classes = check_whole("n_classes", options["n_classes"], low=1, also=(None,))
     except ValueError as err:
         raise SelectError(str(err)) from None
     images = _options(ImageOptions, options["images"], "images")
     images.check()
-    n_classes = options["n_classes"]
-    if n_classes is not None and (isinstance(n_classes, bool) or int(n_classes) < 1):
-        raise SelectError(f"n_classes must be a positive integer or null; got {n_classes!r}.")
     input_path = _check_input(input)
     out, staging_parent = _check_output(output, input_path, bool(options["overwrite"]))
     label_studio = _options(LabelStudioOptions, options["label_studio"], "label_studio")
     contact_sheet = _options(ContactSheetOptions, options["contact_sheet"], "contact_sheet")
+    contact_sheet.check()
     input_root = input_path if input_path.is_dir() else input_path.parent
     document_root = (_abspath(label_studio.document_root) if label_studio.document_root
                      else input_root.parent)

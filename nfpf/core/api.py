@@ -1,4 +1,5 @@
-"""Library entry point for users who do not use Hydra: :func:`select`."""
+"""The selector registry (the configs of ``conf/selector/``, each with its kind) and the
+library entry point for users who do not use Hydra: :func:`select`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib.resources
 import inspect
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +20,23 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nfpf.core.protocol import SelectionRequest, SelectorKind, kind_of, run_selection
 from nfpf.core.selection import Pool, Selector, check_budget, check_seed
 
 __all__ = [
     "CONFIG_DIR",
     "CONFIG_PACKAGE",
     "CONFIG_SEARCH_PATH",
+    "SelectorEntry",
     "available_selectors",
+    "build_selector",
     "check_selector_options",
     "load_selector_config",
     "make_selector",
     "select",
+    "selector_entry",
+    "selector_names",
+    "selector_registry",
 ]
 
 #: The package holding the Hydra configs (the checkout's ``conf/``, installed as package data).
@@ -40,8 +48,79 @@ CONFIG_DIR = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
 
 
 def available_selectors() -> list[str]:
-    """Selector names: the YAML files of ``conf/selector/`` (ablation variants excluded)."""
+    """The label-free methods: the YAML files directly in ``conf/selector/`` (the ablation
+    variants of ``ablation/`` and the label-using strategies of ``al/`` excluded)."""
     return sorted(p.stem for p in (CONFIG_DIR / "selector").glob("*.yaml"))
+
+
+def selector_names() -> list[str]:
+    """Every selector config: ``conf/selector/**/<name>.yaml`` as ``selector=<name>`` writes
+    it (``kmeans``, ``ablation/nfpf_k5``, ``al/margin``), sorted."""
+    root = CONFIG_DIR / "selector"
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class SelectorEntry:
+    """One selector config of the registry.
+
+    The config tree marks the kind by folder: ``conf/selector/*.yaml`` are label-free
+    methods, ``ablation/*.yaml`` label-free variants of one of them, ``al/*.yaml`` the
+    label-using strategies and bound; the kind itself is the ``kind`` of the class the config
+    builds (``tests/test_selector_protocol.py`` checks that the two agree).
+
+    Attributes
+    ----------
+    name : str
+        ``selector=<name>`` of ``nfpf-run``, ``method=<name>`` of :func:`select`.
+    target : str
+        The class the config builds (its ``_target_``).
+    kind : SelectorKind
+        What a selection of it needs and returns (:mod:`nfpf.core.protocol`).
+    extends : str or None
+        The selector config it is written on top of (an ablation's method), from its
+        defaults list (``/selector/<extends>@_here_``).
+    """
+
+    name: str
+    target: str
+    kind: SelectorKind
+    extends: str | None = None
+
+
+@functools.cache
+def selector_entry(name: str) -> SelectorEntry:
+    """The registry's entry of ``conf/selector/<name>.yaml`` (a one-line error naming the
+    known selectors for an unknown name).
+
+    Read from the file itself, without composing it: its ``_target_``, else that of the
+    selector its defaults list extends (the value Hydra's composition gives it).
+    """
+    raw = OmegaConf.load(_selector_file(name))
+    bases = [str(d).removeprefix("/selector/").split("@")[0] for d in raw.get("defaults", [])
+             if str(d).startswith("/selector/")]
+    extends = bases[0] if bases else None
+    target = raw.get("_target_") or (selector_entry(extends).target if extends else None)
+    if target is None:
+        raise ValueError(f"selector {name!r} has no _target_; it cannot build a selector.")
+    return SelectorEntry(name=name, target=str(target), kind=kind_of(get_class(str(target))),
+                         extends=extends)
+
+
+def _selector_file(name: str) -> Path:
+    """``conf/selector/<name>.yaml``; a one-line error naming the known selectors when
+    there is none."""
+    path = CONFIG_DIR / "selector" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"Unknown selector {name!r}. Known selectors: {', '.join(available_selectors())}."
+        )
+    return path
+
+
+def selector_registry() -> dict[str, SelectorEntry]:
+    """Every selector config's :class:`SelectorEntry`, by name."""
+    return {name: selector_entry(name) for name in selector_names()}
 
 
 def load_selector_config(method: str) -> DictConfig:
@@ -51,10 +130,7 @@ def load_selector_config(method: str) -> DictConfig:
     selector through its defaults list (``defaults: [/selector/nfpf@_here_, _self_]``) gives
     the library and ``nfpf-run`` the same object.
     """
-    if not (CONFIG_DIR / "selector" / f"{method}.yaml").is_file():
-        raise ValueError(
-            f"Unknown selector {method!r}. Known selectors: {', '.join(available_selectors())}."
-        )
+    _selector_file(method)  # an unknown name: the one-line error naming the known ones
     return OmegaConf.create(_composed_selector(method))
 
 
@@ -109,16 +185,26 @@ def check_selector_options(method: str, config: Mapping[str, Any]) -> None:
             + f"; valid options: {', '.join(ordered) or 'none'}.")
 
 
-def make_selector(method: str, **options: Any) -> Selector:
-    """Build the selector ``conf/selector/<method>.yaml`` describes, with ``options`` merged in."""
-    config = OmegaConf.merge(load_selector_config(method), OmegaConf.create(options))
-    check_selector_options(method, config)
+def build_selector(config: Mapping[str, Any], name: str, *, convert: str = "none") -> Any:
+    """The selector a selector config (``_target_`` and options) builds, any kind.
+
+    Its options are checked first (:func:`check_selector_options`); the constructor's
+    one-line ``ValueError`` is raised as it is, not wrapped in Hydra's error. ``convert`` is
+    Hydra's ``_convert_`` (``"all"``: plain lists and dicts as parameters).
+    """
+    check_selector_options(name, config)
     try:
-        return instantiate(config, _convert_="all")
+        return instantiate(config, _convert_=convert)
     except InstantiationException as error:  # Hydra wraps the constructor's one-line error
         if isinstance(error.__cause__, ValueError):
             raise error.__cause__ from None
         raise
+
+
+def make_selector(method: str, **options: Any) -> Selector:
+    """Build the selector ``conf/selector/<method>.yaml`` describes, with ``options`` merged in."""
+    config = OmegaConf.merge(load_selector_config(method), OmegaConf.create(options))
+    return build_selector(config, method, convert="all")
 
 
 def select(
@@ -168,11 +254,11 @@ def select(
     seed = check_seed(seed)
     pool = X if isinstance(X, Pool) else Pool(features=np.asarray(X), images=images,
                                              n_classes=n_classes)
-    check_budget(budget, pool.n)
-    selector = make_selector(method, **options)
-    if not isinstance(selector, Selector):  # a supervised AL strategy (nfpf.active)
+    budget = check_budget(budget, pool.n)
+    if selector_entry(method).kind.label_using:
         raise ValueError(
             f"{method!r} is a supervised active-learning strategy: it needs labels, which "
             f"nfpf.select never has. Run it with nfpf.select_with_oracle(X, budget, labels, "
             f"method={method!r}) or nfpf-run selector={method}.")
-    return selector.select(pool, budget, seed=seed)
+    selector = make_selector(method, **options)
+    return run_selection(selector, SelectionRequest(pool, budget, seed)).indices

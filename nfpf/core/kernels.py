@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
+
+from nfpf.core.selection import check_whole
 
 __all__ = ["KMeansResult", "as_device_tensor", "center_distances", "check_k", "fit_kmeans",
            "kmeans", "kmeans_labels", "kmeans_plusplus", "knn", "nearest_distinct",
@@ -222,16 +223,14 @@ def kmeans_plusplus(X: np.ndarray | torch.Tensor, n_clusters: int, *,
 
 
 def _check_clusters(n_clusters: int, n: int) -> int:
-    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or not 1 <= n_clusters <= n:
-        raise ValueError(f"n_clusters must be a whole number in [1, {n}] (the pool size); "
-                         f"got {n_clusters!r}.")
-    return int(n_clusters)
+    return check_whole("n_clusters", n_clusters, low=1, high=n, hint=" (the pool size)")
 
 
 def resolve_n_init(n_init: int | str) -> int:
     """Restarts of a k-means++ k-means: ``"auto"`` is one, as scikit-learn's ``KMeans``
     resolves it for a k-means++ init."""
-    return 1 if n_init == "auto" else int(n_init)
+    restarts = check_whole("n_init", n_init, low=1, also=("auto",))
+    return 1 if restarts == "auto" else restarts
 
 
 def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int | str = 1,
@@ -277,8 +276,7 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int | str =
     O(batch_size * K).
     """
     n_init = resolve_n_init(n_init)
-    if n_init < 1 or int(max_iter) < 1:
-        raise ValueError(f"n_init and max_iter must be >= 1; got {n_init}, {max_iter}.")
+    max_iter = check_whole("max_iter", max_iter, low=1)
     X = as_device_tensor(X, device)
     n_clusters = _check_clusters(n_clusters, X.shape[0])
     mean = X.mean(dim=0, dtype=torch.float64)
@@ -288,13 +286,13 @@ def kmeans(X: np.ndarray | torch.Tensor, n_clusters: int, *, n_init: int | str =
     step = _rows_per_block(n_clusters, batch_size)
     rng = np.random.RandomState(seed)  # scikit-learn's check_random_state(seed)
     best: KMeansResult | None = None
-    for _ in range(1 if init is not None else int(n_init)):
+    for _ in range(1 if init is not None else n_init):
         if init is not None:
             start = as_device_tensor(init, X.device) - mean.float()
         else:
             start = Xc[torch.as_tensor(kmeans_plusplus(Xc, n_clusters, seed=rng),
                                        device=X.device)]
-        result = _lloyd(Xc, x_sq, start.clone(), int(max_iter), tol_abs, step)
+        result = _lloyd(Xc, x_sq, start.clone(), max_iter, tol_abs, step)
         if best is None or result.inertia < best.inertia:
             best = result
     best.centers = (best.centers.double() + mean).float()
@@ -429,14 +427,12 @@ def check_k(k: int, n: int) -> int:
 
     Each sample has ``n - 1`` neighbours other than itself, so ``1 <= k <= n - 1``.
     """
-    if isinstance(k, bool) or not isinstance(k, Integral | float) or not float(k).is_integer() \
-            or k < 1:
-        raise ValueError(f"k must be a whole number of neighbours >= 1; got {k!r}.")
+    k = check_whole("k", k, low=1, hint=" (a number of neighbours)")
     if k > n - 1:
-        raise ValueError(f"k must be at most {n - 1}: k={int(k)} is larger than the pool "
+        raise ValueError(f"k must be at most {n - 1}: k={k} is larger than the pool "
                          f"allows (each of the {n} samples has {n - 1} neighbours other than "
                          f"itself). Choose k <= {n - 1}.")
-    return int(k)
+    return k
 
 
 def knn(X: np.ndarray | torch.Tensor, k: int, *, squared: bool = False,

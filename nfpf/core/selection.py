@@ -8,6 +8,7 @@ pixels, its images -- and a budget, and returns that many distinct indices into 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,6 +23,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_scalar
 
 from nfpf.core import device as nfpf_device
+from nfpf.core.protocol import (
+    LABEL_FREE,
+    RANKING,
+    SelectionPlan,
+    SelectionRequest,
+    SelectionResult,
+    kind_of,
+)
 
 __all__ = [
     "MAX_SEED",
@@ -30,6 +39,7 @@ __all__ = [
     "Selector",
     "SubsetSelector",
     "as_pool",
+    "as_whole",
     "candidate_subset",
     "candidate_subset_size",
     "check_budget",
@@ -37,6 +47,7 @@ __all__ = [
     "check_indices",
     "check_param",
     "check_seed",
+    "check_whole",
     "select_on_subset",
 ]
 
@@ -86,8 +97,8 @@ class Pool:
                 )
             _check_finite(images, "images")
             object.__setattr__(self, "images", images)
-        if self.n_classes is not None and int(self.n_classes) < 1:
-            raise ValueError(f"n_classes must be a positive integer; got {self.n_classes}.")
+        object.__setattr__(self, "n_classes",
+                           check_whole("n_classes", self.n_classes, low=1, also=(None,)))
 
     @property
     def n(self) -> int:
@@ -145,19 +156,96 @@ def as_pool(pool: Pool | np.ndarray, n_classes: int | None = None) -> Pool:
 #: ``RandomState`` and scikit-learn's ``random_state`` stop at 2**32 - 1).
 MAX_SEED = 2**32 - 1
 
+# ----------------------------------------------------------------------------- checks
+# One validator per kind of value, each raising a one-line ValueError that names the key:
+# a whole number entering from a config, a command line or a caller (check_whole, and its
+# two special cases check_seed and check_budget), a selector's numeric parameter stored as
+# given (check_param), and one value of a set (check_choice).
 
-def _as_whole(value: Any) -> int | None:
-    """``value`` as an ``int`` when it is a whole number (``3``, ``3.0``, ``"3"``; never a
-    bool), else None."""
-    if isinstance(value, bool):
+
+def as_whole(value: Any) -> int | None:
+    """``value`` as an ``int`` when it is a whole number, else None.
+
+    The one rule of what a whole number is: an integer (``3``, ``np.int64(3)``), or a float or
+    a string holding one (``3.0``, ``"3"``: YAML files and command lines write them so); never
+    a bool, NaN or an infinity.
+    """
+    if isinstance(value, bool | np.bool_):
         return None
+    if isinstance(value, int | np.integer):
+        return int(value)
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    if not number.is_integer():
+    if not number.is_integer():  # also False for NaN and the infinities
         return None
-    return int(value) if isinstance(value, int | np.integer) else int(number)
+    return int(number)
+
+
+_BRACKETS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
+
+
+def _allowed_range(what: str, low: Real | None, high: Real | None, closed: str) -> str:
+    """Words for an accepted range, e.g. "an integer >= 1" or "a whole number from 0 to 9"."""
+    left, right = _BRACKETS[closed]
+    if low is not None and high is not None:
+        if what == "a whole number" and closed == "both":
+            return f"{what} from {low} to {high}"
+        return f"{what} in {left}{low}, {high}{right}"
+    if low is not None:
+        return f"{what} {'>=' if left == '[' else '>'} {low}"
+    if high is not None:
+        return f"{what} {'<=' if right == ']' else '<'} {high}"
+    return "a finite number" if what == "a number" else what
+
+
+def _is_one_of(value: Any, others: Collection) -> bool:
+    """Whether ``value`` is one of ``others`` (by identity, or equal as a string)."""
+    return any(value is other or (isinstance(value, str) and value == other)
+               for other in others)
+
+
+def check_whole(name: str, value: Any, *, low: int | None = None, high: int | None = None,
+                also: Collection = (), hint: str = "", fix: str = "") -> Any:
+    """Validate a whole number (:func:`as_whole`) within ``[low, high]``; return it as ``int``.
+
+    For counts and sizes that enter from a config, a command line or a caller (a pool's
+    number of classes, numbers of clusters or neighbours, image sizes, label budgets,
+    decoding threads), checked where they enter.
+
+    Parameters
+    ----------
+    name : str
+        The key, as the user writes it (e.g. ``"n_clusters"``, ``"num_workers"``).
+    value : object
+    low, high : int, optional
+        Inclusive bounds.
+    also : collection
+        Other accepted values, returned unchanged (e.g. ``(None,)``), named in the message.
+    hint : str
+        Words appended to the accepted range, e.g. ``" (the pool size)"``.
+    fix : str
+        A sentence appended to the message, e.g. ``"Use e.g. seed=0."``.
+
+    Returns
+    -------
+    int, or ``value`` itself when it is one of ``also``.
+
+    Raises
+    ------
+    ValueError
+        One line: ``"<name> must be a whole number ...; got <value>."``.
+    """
+    if _is_one_of(value, also):
+        return value
+    whole = as_whole(value)
+    if whole is None or (low is not None and whole < low) or (high is not None and whole > high):
+        allowed = " or ".join([_allowed_range("a whole number", low, high, "both"),
+                               *(repr(other) for other in also)])
+        raise ValueError(f"{name} must be {allowed}{hint}; got {value!r}."
+                         + (f" {fix}" if fix else ""))
+    return whole
 
 
 def check_seed(seed: Any) -> int:
@@ -167,31 +255,21 @@ def check_seed(seed: Any) -> int:
     The one rule for every selector, :func:`nfpf.select`, ``nfpf-run`` and ``nfpf-select``,
     checked before any work.
     """
-    value = _as_whole(seed)  # "3" and 3.0 (from a command line or a config) are 3
-    try:
-        check_scalar(value, "seed", Integral, min_val=0, max_val=MAX_SEED)
-    except (TypeError, ValueError):
-        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}; got {seed!r}. "
-                         f"Use e.g. seed=0.") from None
-    return value
+    return check_whole("seed", seed, low=0, high=MAX_SEED, fix="Use e.g. seed=0.")
 
 
-def check_budget(budget: Any, n: int, name: str = "budget") -> int:
-    """Validate a budget against a pool of ``n`` samples and return it as ``int``
-    (``name``: the option the value came from, for the error message)."""
-    value = _as_whole(budget)
-    if value is None:
-        raise ValueError(f"{name} must be a whole number of samples, e.g. {name}=10; "
-                         f"got {budget!r}.")
-    budget = value
-    if budget <= 0:
-        raise ValueError(f"{name} must be at least 1; got {budget}.")
-    if budget > n:
+def check_budget(budget: Any, n: int | None, name: str = "budget") -> int:
+    """Validate a budget against a pool of ``n`` samples (``None``: no pool yet) and return
+    it as ``int`` (``name``: the option the value came from, for the error message)."""
+    value = check_whole(name, budget, hint=f" of samples, e.g. {name}=10")
+    if value <= 0:
+        raise ValueError(f"{name} must be at least 1; got {value}.")
+    if n is not None and value > n:
         raise ValueError(
-            f"budget={budget} is larger than the pool ({n} samples). Choose a budget of at "
+            f"budget={value} is larger than the pool ({n} samples). Choose a budget of at "
             f"most {n}, or use a larger pool."
         )
-    return budget
+    return value
 
 
 def check_indices(indices: Any, budget: int, n: int, who: str = "selector") -> np.ndarray:
@@ -210,29 +288,15 @@ def check_indices(indices: Any, budget: int, n: int, who: str = "selector") -> n
     return indices
 
 
-_BRACKETS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
-
-
-def _allowed_range(kind: type, low: Real | None, high: Real | None, closed: str) -> str:
-    """Words for what :func:`check_param` accepts, e.g. "an integer >= 1"."""
-    what = "an integer" if kind is Integral else "a number"
-    left, right = _BRACKETS[closed]
-    if low is not None and high is not None:
-        return f"{what} in {left}{low}, {high}{right}"
-    if low is not None:
-        return f"{what} {'>=' if left == '[' else '>'} {low}"
-    if high is not None:
-        return f"{what} {'<=' if right == ']' else '<'} {high}"
-    return "a finite number" if kind is Real else what
-
-
 def check_param(name: str, value: Any, kind: type = Integral, *, low: Real | None = None,
                 high: Real | None = None, closed: str = "both", also: Collection = (),
                 hint: str = "") -> None:
     """Raise a one-line ``ValueError`` unless ``value`` is a ``kind`` within the bounds.
 
-    The type and range are checked by :func:`sklearn.utils.check_scalar`; a bool is neither
-    an integer nor a number here, and a number must be finite.
+    For a selector's numeric constructor parameters, which are stored as given (scikit-learn's
+    contract) and so must already have their type: the type and range are checked by
+    :func:`sklearn.utils.check_scalar`; a bool is neither an integer nor a number here, and a
+    number must be finite.
 
     Parameters
     ----------
@@ -249,7 +313,7 @@ def check_param(name: str, value: Any, kind: type = Integral, *, low: Real | Non
     hint : str
         Words appended to the allowed range, e.g. ``" (None: never subsample)"``.
     """
-    if any(value is other or (isinstance(value, str) and value == other) for other in also):
+    if _is_one_of(value, also):
         return
     try:
         if isinstance(value, bool | np.bool_):
@@ -258,15 +322,15 @@ def check_param(name: str, value: Any, kind: type = Integral, *, low: Real | Non
         if not math.isfinite(value):
             raise ValueError(name)
     except (TypeError, ValueError):
-        allowed = " or ".join([_allowed_range(kind, low, high, closed),
+        what = "an integer" if kind is Integral else "a number"
+        allowed = " or ".join([_allowed_range(what, low, high, closed),
                                *(repr(other) for other in also)])
         raise ValueError(f"{name} must be {allowed}{hint}; got {value!r}.") from None
 
 
 def check_choice(name: str, value: Any, choices: Collection, hint: str = "") -> None:
     """Raise a one-line ``ValueError`` unless ``value`` is one of ``choices``."""
-    if not any(value is choice or (isinstance(value, str) and value == choice)
-               for choice in choices):
+    if not _is_one_of(value, choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}{hint}; "
                          f"got {value!r}.")
 
@@ -285,13 +349,33 @@ class Selector(BaseEstimator, ABC):
     After :meth:`select`, ``info_`` holds a small JSON-serialisable dict about the last
     selection (e.g. that a candidate subset was used) and ``history_`` a list of per-round
     records for progressive methods (empty for one-shot ones).
+
+    Its kind (:mod:`nfpf.core.protocol`) is ``label_free``: it sees the pool only.
     """
 
+    #: The kind of selector (:mod:`nfpf.core.protocol`): label-free, it sees the pool only.
+    kind: ClassVar[str] = LABEL_FREE.name
     #: Whether the method reads ``pool.images`` (documentation and validation only).
     uses_images: ClassVar[bool] = False
 
     info_: dict[str, Any]
     history_: list[dict[str, Any]]
+
+    def plan_selection(self, n: int, budget: int, seed: int = 0,
+                       model: Any = None) -> SelectionPlan:
+        """The bad-input errors of a selection of ``budget`` from ``n`` samples, before any
+        work, and its :class:`~nfpf.core.protocol.SelectionPlan` (no labels, ``budget``
+        picks; ``model`` is not used)."""
+        self.check_params()
+        check_seed(seed)
+        budget = check_budget(budget, n)
+        return SelectionPlan(kind_of(self), labels=0, picks=budget, budget_key=budget)
+
+    def run_selection(self, request: SelectionRequest) -> SelectionResult:
+        """:meth:`select` on the request's pool, budget and seed, with ``info_`` and
+        ``history_``."""
+        indices = self.select(request.pool, request.budget, seed=request.seed)
+        return SelectionResult(indices, info=self.info_, history=self.history_)
 
     def select(self, pool: Pool | np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
         """Choose ``budget`` samples of ``pool`` to label.
@@ -340,10 +424,25 @@ class RankingSelector(Selector):
     Score-then-top-B methods (DUAL, ALMS) rank the whole pool (or a candidate subset) once;
     the budget only cuts the ranking. They implement :meth:`_rank` and say in
     :meth:`ranking_key` what, besides the pool and the seed, the ranking depends on, so that
-    a sweep over budgets trains them once per seed: :func:`nfpf.evaluation.pipeline.run` caches the
-    ranking under that key and cuts it for every budget. ``select(pool, B)`` is always
-    ``rank(pool, B)[:B]``.
+    a sweep over budgets trains them once per seed: :func:`nfpf.evaluation.pipeline.run`
+    caches the ranking under that key and cuts it for every budget. ``select(pool, B)`` is
+    always ``rank(pool, B)[:B]``. Its kind is ``ranking``.
     """
+
+    kind: ClassVar[str] = RANKING.name
+
+    def plan_selection(self, n: int, budget: int, seed: int = 0,
+                       model: Any = None) -> SelectionPlan:
+        """As :meth:`Selector.plan_selection`, the budget key being the :meth:`ranking_key`:
+        budgets of equal keys share one ranking."""
+        plan = super().plan_selection(n, budget, seed, model)
+        return dataclasses.replace(plan, budget_key={"ranking": self.ranking_key(n, plan.picks)})
+
+    def run_selection(self, request: SelectionRequest) -> SelectionResult:
+        """:meth:`rank` on the request; the picks are its first ``budget`` entries."""
+        ranking = self.rank(request.pool, request.budget, seed=request.seed)
+        return SelectionResult(ranking[:request.budget], ranking=ranking, info=self.info_,
+                               history=self.history_)
 
     def rank(self, pool: Pool | np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
         """The method's ranking of the pool, best first.

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from nfpf.core.selection import check_whole
 from nfpf.io import hash_bytes
 
 __all__ = [
@@ -74,21 +75,17 @@ def is_image_name(name: str) -> bool:
 
 
 def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``32`` or ``[h, w]`` -> (h, w); a ValueError naming ``image_size`` otherwise."""
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        size = [int(image_size)] * 2
-    else:
-        try:
-            size = list(image_size)  # type: ignore[arg-type]
-        except TypeError:
-            size = []
-    if len(size) != 2 or any(isinstance(s, bool) or not float(s).is_integer() or s < 1
-                             for s in size):
-        raise ValueError(
-            f"image_size must be a positive integer (a square side, e.g. image_size=32) or "
-            f"[height, width] (e.g. image_size=[32,48]); got {image_size!r}."
-        )
-    return int(size[0]), int(size[1])
+    """``32`` or ``[h, w]`` -> (h, w); a one-line ValueError naming ``image_size`` otherwise."""
+    if isinstance(image_size, str) or not hasattr(image_size, "__len__"):
+        side = check_whole("image_size", image_size, low=1,
+                           hint=" (a square side, e.g. image_size=32) or [height, width]")
+        return side, side
+    if len(image_size) != 2:
+        raise ValueError(f"image_size must be one side (e.g. image_size=32) or [height, width] "
+                         f"(e.g. image_size=[32,48]); got {image_size!r}.")
+    height, width = (check_whole(f"image_size[{i}]", side, low=1)
+                     for i, side in enumerate(image_size))
+    return height, width
 
 
 def to_mode(im, mode: str):

@@ -15,7 +15,9 @@ directory and renamed into place, so a killed run never leaves a file that looks
 ``classifier``, ``budget``, ``budget_per_class``, ``seed``, ``n_pool``, ``n_test``,
 ``n_classes``, ``metrics`` (``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``,
 ``classes_covered``, ``class_histogram``), ``timings`` (seconds per phase), ``selection``
-(``cached``, ``info``, ``history``), ``config``, ``config_hash``, ``versions``, ``created``.
+(``kind`` and ``label_using`` of the selector, :mod:`nfpf.core.protocol`; ``labels_queried``
+when it queried labels; ``cached``, ``info``, ``history``, ``seconds``), ``config``,
+``config_hash``, ``versions``, ``created``.
 """
 
 from __future__ import annotations

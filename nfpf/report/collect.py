@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nfpf.core.protocol import selector_kinds
 from nfpf.evaluation.records import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs
 from nfpf.io import hash_bytes, read_json
 
@@ -50,8 +51,9 @@ class RunSet:
         One row per complete run (after duplicates are dropped): :data:`GROUP_KEYS`,
         ``selector`` (the variant label, see :func:`variant_labels`), ``budget``,
         ``budget_per_class``, ``seed``, ``value`` (the reported metric), ``accuracy``,
-        ``balanced_accuracy``, ``classes_covered``, ``n_classes``, ``label_using`` (the
-        selection read labels: supervised AL, the full pool), ``run_dir``, ``created``.
+        ``balanced_accuracy``, ``classes_covered``, ``n_classes``, ``kind`` (of the selector,
+        :mod:`nfpf.core.protocol`; None in records that predate it), ``label_using`` (the
+        selection read labels: the kind says so), ``run_dir``, ``created``.
     failed : DataFrame
         Runs with a ``failed.json`` (or an unreadable file): keys, ``error``, ``run_dir``.
     skipped : DataFrame
@@ -100,16 +102,19 @@ def _show(json_text: str) -> str:
 
 
 def shipped_config(group: str, name: str) -> dict[str, Any] | None:
-    """The config ``conf/<group>/<name>.yaml`` ships (resolved), or None when unavailable."""
+    """The config ``conf/<group>/<name>.yaml`` ships (resolved; a selector's as the registry
+    composes it, an ablation on top of its method), or None when unavailable."""
     try:
         from omegaconf import OmegaConf
 
-        from nfpf.core.api import CONFIG_DIR
+        from nfpf.core.api import CONFIG_DIR, load_selector_config
 
         path = Path(CONFIG_DIR) / group / f"{name}.yaml"
         if not path.is_file():
             return None
-        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        config = OmegaConf.to_container(
+            load_selector_config(name) if group == "selector" else OmegaConf.load(path),
+            resolve=True)
     except Exception:  # an interpolation that needs the full config, a missing package...
         return None
     return config if isinstance(config, dict) else None
@@ -212,9 +217,18 @@ def _read_extras(run_dir: str) -> dict[str, Any]:
         "picks": picks_digest(run_dir),
         "dataset_config": config.get("dataset"),
         **{f"{section}_config": config.get(section) for section in _VARIANT_SECTIONS},
-        # supervised AL (and the full-pool bound) read labels while selecting
-        "label_using": bool((record.get("selection") or {}).get("label_using", False)),
+        **_kind(record.get("selection") or {}),
     }
+
+
+def _kind(selection: dict[str, Any]) -> dict[str, Any]:
+    """The kind of a run's selector and whether its selection read labels, as the kind
+    registry (:mod:`nfpf.core.protocol`) says; a record of a kind this process does not know,
+    or written before kinds were recorded, says whether it read labels itself."""
+    kind = selector_kinds().get(selection.get("kind"))
+    return {"kind": selection.get("kind"),
+            "label_using": kind.label_using if kind is not None
+            else bool(selection.get("label_using", False))}
 
 
 def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
@@ -246,7 +260,7 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
     ident = [*GROUP_KEYS, "selector", "budget", "seed"]
     complete, duplicates = _drop_duplicates(complete, ident)
     keep = [*ident, "budget_per_class", "value", "accuracy", "balanced_accuracy",
-            "classes_covered", "n_classes", "picks", "label_using", "run_dir", "created"]
+            "classes_covered", "n_classes", "picks", "kind", "label_using", "run_dir", "created"]
     return RunSet(complete=complete[keep], failed=failed, incomplete=incomplete,
                   duplicates=duplicates, skipped=skipped, dataset_configs=dataset_configs,
                   expected_total=_sweep_size(root), metric=metric)
@@ -256,7 +270,7 @@ def _with_extras(complete: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The complete runs with what the tables need beyond the run index: the number of
     classes, the picks' digest, the configs, variant labels, ``value`` (the metric)."""
     extras = pd.DataFrame([_read_extras(d) for d in complete["run_dir"]], index=complete.index)
-    for column in ("n_classes", "created", "picks", "dataset_config", "label_using",
+    for column in ("n_classes", "created", "picks", "dataset_config", "kind", "label_using",
                    *(f"{s}_config" for s in _VARIANT_SECTIONS)):
         complete[column] = extras[column] if column in extras else None
     for column, section in _VARIANT_SECTIONS.items():

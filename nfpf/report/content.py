@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nfpf.core.protocol import selector_kinds
 from nfpf.evaluation.records import INDICES_FILE
 from nfpf.report import stats, tables
 from nfpf.report.collect import GROUP_KEYS, LABELS_MARK, RunSet, collect_runs, mark_label_using
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE = "nfpf"
 
-#: The note of every table holding label-using rows.
-LABELS_NOTE = (f"{LABELS_MARK}: the selection read labels (supervised active learning al/*, "
-               "or every pool label: al/full); a reference for UAL, not a UAL method.")
+#: The note of every table holding label-using rows: the label-using kinds of the registry.
+LABELS_NOTE = (f"{LABELS_MARK}: the selection read labels ("
+               + "; ".join(k.summary for k in selector_kinds().values() if k.label_using)
+               + "); a reference for UAL, not a UAL method.")
 
 #: UAL selectors compared against every label-using one in their own win/tie/loss tables.
 AL_REFERENCES = ("nfpf", "nfpf_plus")
