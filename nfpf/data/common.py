@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nfpf.core.selection import check_whole
 from nfpf.data.base import DATA_ROOT_ENV, Dataset, DatasetNotFoundError
 
 __all__ = [
@@ -81,10 +82,7 @@ def subsample_per_class(
     labels = np.asarray(labels)
     if max_per_class is None:
         return np.arange(len(labels), dtype=np.int64)
-    if isinstance(max_per_class, bool) or int(max_per_class) != max_per_class or max_per_class < 1:
-        raise ValueError(
-            f"max_per_class must be a positive integer or null; got {max_per_class!r}."
-        )
+    max_per_class = check_whole("max_per_class", max_per_class, low=1)
     rng = np.random.default_rng(seed)
     keep = []
     for c in np.unique(labels):

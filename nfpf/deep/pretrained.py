@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nfpf.core.selection import check_whole
 from nfpf.core.trainer import inference_device
 from nfpf.deep.tensors import as_image_tensor, fit_normalization, to_channels
 from nfpf.deep.weights import load_state_dict_file, resolve_weights
@@ -114,13 +115,13 @@ class PretrainedFeatures(FeatureSpace):
                 "features.epochs=0."
             )
         if image_size is not None:
-            size = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
-            if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
+            size = list(image_size) if isinstance(image_size, Sequence) else [image_size] * 2
+            if len(size) != 2:
                 raise ValueError(f"image_size must be a positive int, [H, W] or null; got "
                                  f"{image_size!r}.")
-            image_size = (int(size[0]), int(size[1]))
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+            image_size = tuple(check_whole("image_size", s, low=1, hint=" (or [H, W] or null)")
+                               for s in size)
+        check_whole("batch_size", batch_size, low=1)
         self.arch = arch
         self.weights = weights
         self.download = bool(download)

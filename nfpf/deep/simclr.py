@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from nfpf.core.device import gpu_memory_guard
 from nfpf.core.rng import seeded
+from nfpf.core.selection import check_whole
 from nfpf.core.trainer import inference_device, make_trainer, quiet_lightning
 from nfpf.deep.augment import color_jitter, random_resized_crop_flip
 from nfpf.deep.backbones import BACKBONES, build_backbone
@@ -200,16 +201,11 @@ def _check_options(backbone: str, normalize: str | None, crop_scale: Sequence[fl
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {list(NORMALIZE)}; got {normalize!r}.")
     for name, (value, low) in integers.items():
-        if isinstance(value, bool) or int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+        check_whole(name, value, low=low)
     for name, value in positive.items():
         if not float(value) > 0:
             raise ValueError(f"{name} must be > 0; got {value!r}.")
-    if max_train_samples is not None and (int(max_train_samples) != max_train_samples
-                                          or max_train_samples < 2):
-        raise ValueError(
-            f"max_train_samples must be an integer >= 2 or null; got {max_train_samples!r}."
-        )
+    check_whole("max_train_samples", max_train_samples, low=2, also=(None,))
     scale = [float(s) for s in crop_scale]
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1; "

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from numbers import Integral
 from typing import Any
 
-from nfpf.core.selection import check_choice, check_param
+from nfpf.core.selection import as_whole, check_choice, check_param
 
 __all__ = ["FLAGS", "as_count", "check_count", "check_flag", "is_whole"]
 
@@ -22,9 +22,9 @@ FLAGS = (True, False)
 
 
 def is_whole(value: Any) -> bool:
-    """True for an integer (a float with an integer value counts; a bool does not)."""
-    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
-            and float(value).is_integer())
+    """True for a whole number by the one rule, :func:`nfpf.core.selection.as_whole` (a float
+    with an integer value counts; a bool does not)."""
+    return isinstance(value, numbers.Real) and as_whole(value) is not None
 
 
 def check_count(name: str, value: Any, low: int = 1, high: int | None = None, *,
