@@ -135,6 +135,18 @@ def compute(datasets=DATASETS, names=None, repeat_trained: bool = False) -> dict
     return out
 
 
+def added_to(fixture: dict) -> dict:
+    """The fixture that ``--add`` extends, refused when it was recorded under other package
+    versions, processor or threads than this process runs (its picks would then be a mixture
+    of two environments)."""
+    recorded = {key: value for key, value in fixture["recorded_under"].items() if key != "date"}
+    if recorded != environment():
+        raise SystemExit(f"golden_picks --add: the fixture was recorded under {recorded}, this "
+                         f"process runs under {environment()}; record every selector instead "
+                         "(no --add)")
+    return fixture
+
+
 def main(argv: list[str] | None = None) -> None:
     """Record the fixture, or (``--out``) write the picks of ``--datasets`` elsewhere."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -144,12 +156,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="only these selectors (default: every one)")
     parser.add_argument("--repeat-trained", action="store_true",
                         help="make each trained selection twice (the test's check)")
+    parser.add_argument("--add", action="store_true",
+                        help="add the picks of --names to the fixture, keeping the rest "
+                             "(refused unless this environment is the one it was recorded under)")
     args = parser.parse_args(argv)
+    if args.add and (args.names is None or args.out != FIXTURE):
+        parser.error("--add needs --names and writes the fixture itself (no --out)")
+    kept = added_to(json.loads(FIXTURE.read_text())) if args.add else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     chosen = {name: DATASETS[name] for name in args.datasets}
     result = compute(chosen, args.names, args.repeat_trained)
     record = {"recorded_under": {**environment(), "date": date.today().isoformat()},
-              "picks": result["picks"], "losses": result["losses"]}
+              "picks": {**kept.get("picks", {}), **result["picks"]},
+              "losses": {**kept.get("losses", {}), **result["losses"]}}
     if args.out != FIXTURE:
         record.update(repeated=result["repeated"], seconds=result["seconds"])
     args.out.write_text(json.dumps(record, indent=0, sort_keys=True) + "\n")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from golden_picks import FIXTURE, PACKAGES, environment_note
+from golden_picks import FIXTURE, PACKAGES, added_to, environment, environment_note
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -78,6 +78,15 @@ def readme_install_command() -> str:
     block = (ROOT / "README.md").read_text().split("```bash", 1)[1].split("```", 1)[0]
     (line,) = [ln for ln in block.splitlines() if ln.lstrip().startswith("pip install")]
     return line.split("#", 1)[0].strip()
+
+
+def test_adding_picks_is_refused_under_another_environment():
+    here = {"recorded_under": {**environment(), "date": "2026-01-01"}, "picks": {"a": [1]}}
+    assert added_to(here) is here
+    elsewhere = json.loads(json.dumps(here))
+    elsewhere["recorded_under"]["versions"]["numpy"] = "0.0.1"
+    with pytest.raises(SystemExit, match="recorded under"):
+        added_to(elsewhere)
 
 
 def test_ci_installs_the_readme_way_into_a_fresh_environment():
