@@ -1,8 +1,9 @@
 """The package's layers, which may import which, and the picture of the graph from the code.
 
 ``python scripts/dependency_graph.py`` reads every module of the installed package (``nfpf/``,
-``baselines/`` as ``nfpf.baselines``, ``experiments/cli/`` as ``nfpf.cli``), finds its imports
-of nfpf (module-level and inside functions), and writes
+``baselines/`` as ``nfpf.baselines``, ``experiments/cli/`` as ``nfpf.cli``, and the Hydra
+plugins of ``hydra_plugins/``, part of the cli layer), finds its imports of nfpf and of those
+plugins (module-level and inside functions), and writes
 
 - ``docs/architecture.png``: the layers and the imports between them (arrow = "imports");
 - the Mermaid graph between the markers of ``docs/architecture.md``.
@@ -21,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Checkout folder -> installed package name (pyproject.toml's package-dir).
-SOURCES = {"nfpf": "nfpf", "baselines": "nfpf.baselines", "experiments/cli": "nfpf.cli"}
+SOURCES = {"nfpf": "nfpf", "baselines": "nfpf.baselines", "experiments/cli": "nfpf.cli",
+           "hydra_plugins": "hydra_plugins"}
 
 #: Layer of a module: the first entry whose prefix the module's name starts with.
 LAYERS = {
@@ -38,6 +40,9 @@ LAYERS = {
     "nfpf.app": "app",
     "nfpf.cli": "cli",
     "nfpf": "api",  # nfpf/__init__.py: the top-level functions users import
+    # the Hydra launcher and sweeper that nfpf-run selects by config and registers: the
+    # command line's machinery, in the folder Hydra requires of plugins
+    "hydra_plugins": "cli",
 }
 #: What each layer may import besides itself; everything else is a broken rule.
 MAY_IMPORT: dict[str, set[str]] = {
@@ -92,19 +97,27 @@ def imports(name: str, path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "nfpf"}
+            found |= {alias.name for alias in node.names if is_ours(alias.name, known)}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
                 anchor = anchor[:len(anchor) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
-            if base.split(".")[0] != "nfpf":
+            if not is_ours(base, known):
                 continue
             for alias in node.names:
                 child = f"{base}.{alias.name}"
                 found.add(child if child in known else base)
     return found - {name}
+
+
+def is_ours(module: str, known: dict[str, Path]) -> bool:
+    """Whether ``module`` is nfpf's: under ``nfpf``, or one of our Hydra plugins (the
+    ``hydra_plugins`` namespace also holds other projects' plugins)."""
+    return module.split(".")[0] == "nfpf" or any(
+        module == name or module.startswith(name + ".") or name.startswith(module + ".")
+        for name in known if name.startswith("hydra_plugins."))
 
 
 _MODULES: dict[str, Path] | None = None

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
+from omegaconf import OmegaConf
 
 from nfpf.core.api import CONFIG_DIR
 from nfpf.evaluation.pipeline import InfeasibleBudgetError, RunNames, run
@@ -149,12 +151,10 @@ def test_sweep_validation_keeps_one_job_per_group_combination():
     assert representative_jobs(extra, groups) == [extra[0], extra[2], extra[3]]
 
 
-def test_hydra_sweeper_validates_one_job_per_group_combination():
+def test_the_sweeper_plugin_validates_one_job_per_group_combination():
     from types import SimpleNamespace
 
-    from hydra.core.plugins import Plugins
-
-    import nfpf.cli.run  # noqa: F401  (installs the validation)
+    from hydra_plugins.nfpf_sweepers.representative import RepresentativeSweeper
 
     composed = []
 
@@ -165,14 +165,41 @@ def test_hydra_sweeper_validates_one_job_per_group_combination():
         def load_sweep_config(self, master_config, sweep_overrides):
             composed.append(sweep_overrides)
 
-    # the class Hydra itself instantiates (its plugin discovery loads the module anew)
-    basic = Plugins.instance().class_name_to_class[
-        "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"]
-    sweeper = basic(max_batch_size=None, params=None)
-    sweeper.hydra_context, sweeper.config = SimpleNamespace(config_loader=Loader()), {}
-    batch = [[f"selector={s}", f"seed={r}"] for s in ("a", "b") for r in range(5)]
-    sweeper.validate_batch_is_legal(batch)
+    sweeper = RepresentativeSweeper()
+    sweeper.setup(hydra_context=SimpleNamespace(config_loader=Loader()), task_function=None,
+                  config=OmegaConf.create({"hydra": {"launcher": {
+                      "_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}}))
+    batch = [[f"selector={s}", f"seed={r}"] for s in ("a", "b") for r in range(50)]
+    sweeper.basic.validate_batch_is_legal(batch)
     assert composed == [["selector=a", "seed=0"], ["selector=b", "seed=0"]]
+    # Hydra's own sweeper, which the plugin leaves as it is, composes every job
+    composed.clear()
+    plain = Plugins.instance().class_name_to_class[
+        "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"](max_batch_size=None)
+    plain.hydra_context, plain.config = SimpleNamespace(config_loader=Loader()), {}
+    plain.validate_batch_is_legal(batch)
+    assert len(composed) == 100
+
+
+def test_importing_the_cli_changes_nothing_in_hydra():
+    """Importing ``nfpf.cli.run`` (in a fresh process) leaves Hydra's sweeper classes as they
+    are; ``nfpf-run`` selects the plugin through its config instead."""
+    code = ("import hydra.plugins.sweeper as s\n"
+            "from hydra.core.plugins import Plugins\n"
+            "basic = Plugins.instance().class_name_to_class["
+            "'hydra._internal.core_plugins.basic_sweeper.BasicSweeper']\n"
+            "before = (s.Sweeper.validate_batch_is_legal, basic.validate_batch_is_legal)\n"
+            "import nfpf.cli.run\n"
+            "assert (s.Sweeper.validate_batch_is_legal, basic.validate_batch_is_legal) == before\n"
+            "assert 'validate_batch_is_legal' not in vars(basic)\n"
+            "print('untouched')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "untouched", done.stderr[-2000:]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == (
+        "hydra_plugins.nfpf_sweepers.representative.RepresentativeSweeper")
 
 
 @pytest.mark.parametrize("overrides,error,match", [

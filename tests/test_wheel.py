@@ -54,10 +54,11 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 def test_wheel_holds_only_the_nfpf_package_and_its_configs(wheel) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
-    # hydra_plugins is the namespace Hydra looks for launcher plugins in (it refuses any other)
+    # hydra_plugins is the namespace Hydra looks for launcher and sweeper plugins in (it
+    # refuses any other); ours are the launcher and the sweeper packages
     assert top == {"nfpf", "hydra_plugins"}
     assert {"/".join(n.split("/")[:2]) for n in names if n.startswith("hydra_plugins/")} == {
-        "hydra_plugins/nfpf_launchers"}
+        "hydra_plugins/nfpf_launchers", "hydra_plugins/nfpf_sweepers"}
     assert not any(n == "hydra_plugins/__init__.py" for n in names)  # a namespace, not ours
     configs = {n.removeprefix("nfpf/conf/") for n in names
                if n.startswith("nfpf/conf/") and n.endswith(".yaml")}

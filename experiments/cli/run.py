@@ -31,7 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from hydra_plugins.nfpf_launchers.slurm import register_schema as register_slurm_schema
-from nfpf.cli import sweep_validation
+from hydra_plugins.nfpf_sweepers.representative import register as register_sweeper
 from nfpf.cli.callbacks import SESSION, names_from_hydra, sweep_counts
 from nfpf.cli.exit_codes import (
     EXIT_FAILED,
@@ -69,9 +69,6 @@ warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStor
 # `-m` on a single-run experiment is how a user asks for a sweep; the notice that it switches
 # hydra.mode says nothing more.
 warnings.filterwarnings("ignore", message="(?s).*Running Hydra app with --multirun")
-
-# Validate a sweep by one job per combination of config-group choices, not every job.
-sweep_validation.install()
 
 def job_threads(threads: int | None, hydra_cfg: DictConfig) -> int:
     """CPU threads for this job: ``threads`` when set, else the cores divided by the number
@@ -232,6 +229,7 @@ def main() -> None:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     os.environ[PARENT_PID_ENV] = str(os.getpid())
     register_slurm_schema()
+    register_sweeper()
     # joblib's resource tracker (a child process) warns about the semaphores of the workers
     # Ctrl-C stopped while it cleans them up: nothing for the user to do
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [

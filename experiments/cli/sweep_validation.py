@@ -7,22 +7,16 @@ config-group choices (``dataset=``, ``selector=``, ...) and on which keys it ove
 configs have no typed schema, so two jobs that differ only in the values of plain keys
 (``seed=0`` vs ``seed=1``) compose or fail together. :func:`install` makes the sweeper
 validate one job per distinct combination of group choices and overridden keys, which
-catches the same errors; every job is still composed in full when it runs.
+catches the same errors; every job is still composed in full when it runs. The sweeper plugin
+``hydra/sweeper=representative`` (``hydra_plugins/nfpf_sweepers``, selected by
+``conf/config.yaml``) does it through Hydra's own extension point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hydra.plugins.sweeper import Sweeper
-
-from nfpf.cli.exit_codes import mark_command_line_accepted
-
-__all__ = ["config_groups", "install", "representative_jobs", "signature"]
-
-# Patched on the base class: Hydra's plugin discovery executes the sweeper modules itself, so
-# the BasicSweeper class it instantiates is not the one an import here would give.
-_ORIGINAL = Sweeper.validate_batch_is_legal
+__all__ = ["config_groups", "representative_jobs", "signature"]
 
 
 def representative_jobs(batch: Sequence[Sequence[str]],
@@ -66,15 +60,3 @@ def config_groups(loader) -> set[str]:
             groups.add(path)
             pending.append(path)
     return groups
-
-
-def _validate_representatives(self: Sweeper, batch: Sequence[Sequence[str]]) -> None:
-    context = getattr(self, "hydra_context", None)
-    loader = context.config_loader if context is not None else self.config_loader
-    _ORIGINAL(self, representative_jobs(batch, config_groups(loader)))
-    mark_command_line_accepted()
-
-
-def install() -> None:
-    """Make Hydra's sweepers validate one representative job per group combination."""
-    Sweeper.validate_batch_is_legal = _validate_representatives

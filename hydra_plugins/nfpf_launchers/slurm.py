@@ -41,7 +41,7 @@ def register_schema() -> None:
     its own for ``submitit_slurm`` when Hydra scans the plugins, so the scan is done first
     and the entry replaced after it (on the nodes, jobs receive this process's store).
     """
-    Plugins.instance()
+    Plugins.instance().register(SlurmLauncher)  # the scan misses an editable install
     ConfigStore.instance().store(group="hydra/launcher", name="submitit_slurm",
                                  node=NfpfSlurmQueueConf, provider="nfpf")
 
