@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.decomposition import PCA as _SkPCA
 from sklearn.preprocessing import StandardScaler
 
+from nfpf.core.selection import check_whole
 from nfpf.io import write_npy_atomic
 
 __all__ = ["PCA", "FeatureSpace", "Raw", "Standardize", "compute_features"]
@@ -65,9 +66,8 @@ class PCA(FeatureSpace):
     """
 
     def __init__(self, n_components: int = 50, whiten: bool = False, seed: int = 0):
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be >= 1; got {n_components}.")
-        self.n_components = int(n_components)
+        # named as the config writes it, like the pool-size check of fit
+        self.n_components = check_whole("features.n_components", n_components, low=1)
         self.whiten = bool(whiten)
         self.seed = int(seed)
 

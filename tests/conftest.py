@@ -1,8 +1,10 @@
-"""Shared fixtures: where ../shared lives, and skips with a reason when it is absent."""
+"""Shared fixtures: where ../shared lives, and skips with a reason when it is absent; every
+cache of the session (this process and the commands it starts) in a temporary directory."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,17 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"fixtures not found at {FIXTURES} (set NFPF_SHARED)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """``NFPF_CACHE_DIR`` for the whole session, this process and the commands it starts:
+    a temporary directory, whatever the caller's environment says, so that tests never write
+    into ``~/.cache/nfpf`` or a user's own cache."""
+    cache = tmp_path_factory.mktemp("nfpf-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NFPF_CACHE_DIR", str(cache))
+        yield cache
 
 
 @pytest.fixture(autouse=True)

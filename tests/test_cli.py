@@ -81,6 +81,7 @@ def test_quiet_sweep_exits_0_and_prints_progress_table_and_report_only(tmp_path)
     (["budget=5000"], "Choose budget <= 1257"),
     (["budget_per_class=abc"], "budget_per_class must be a whole number"),
     (["budget=10", "features=pca", "features.n_components=5000"], "features.n_components <="),
+    (["budget=10", "features=pca", "features.n_components=0"], "features.n_components must"),
     (["budget=10", "seed=-1"], "seed must be a whole number"),
     (["budget=10", "selector=typiclust", "+selector.distanse=2"], "unknown option 'distanse'"),
     (["budget=10", "selector=nope"], "Could not find 'selector/nope'"),
@@ -218,3 +219,73 @@ def test_a_sweeps_failures_come_from_its_ledger_lines_not_file_clocks(tmp_path):
     session = latest_statuses(ledger, first_line=2)
     assert session == {"a": "complete", "c": "failed"}
     assert latest_statuses(ledger) == {"a": "complete", "b": "complete", "c": "failed"}
+
+
+# ----------------------------------------------------------------------------- what it says
+
+
+@pytest.mark.slow
+def test_failed_runs_go_to_stderr_with_their_failed_json(tmp_path):
+    out = tmp_path / "out"
+    proc = nfpf_run("-m", "experiment=single", "selector=random", "budget=5000", "seed=0,1",
+                    "logger=none", out=out)
+    assert proc.returncode == 1
+    failed = [line for line in _lines(proc.stderr) if "FAILED" in line]
+    assert len(failed) == 2 and "FAILED" not in proc.stdout
+    for line in failed:
+        path = Path(re.search(r"traceback in (\S+failed\.json)\)", line).group(1))
+        assert path.is_file()
+    # the summary says what happened: nothing was skipped, so no word of skipping
+    finished = next(line for line in _lines(proc.stdout) if "sweep finished:" in line)
+    assert finished.endswith("sweep finished: 0 complete, 2 failed")
+    # a failed run keeps its lock (its rerun takes it), a complete one leaves none
+    assert len(list(out.rglob(".run.lock"))) == 2
+    done = nfpf_run("-m", "experiment=single", "selector=random", "budget=10", "seed=0,1",
+                    "logger=none", out=out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.parent.name for p in out.rglob(".run.lock")] == [] or all(
+        "budget=5000" in str(p) for p in out.rglob(".run.lock"))
+    assert not [p for p in out.rglob(".run.lock") if (p.parent / "result.json").is_file()]
+
+
+@pytest.mark.slow
+def test_a_rerun_counts_its_own_work_and_the_report_counts_duplicates_as_started(tmp_path):
+    out = tmp_path / "out"
+    args = ("-m", "experiment=single", "selector=random", "budget=10", "seed=0,1",
+            "logger=none")
+    assert nfpf_run(*args, out=out).returncode == 0
+    rerun = nfpf_run(*args, out=out)
+    progress = [line for line in _lines(rerun.stdout) if "sweep progress:" in line]
+    assert "sweep progress: 1/2 runs finished" in progress[0], progress
+    assert "sweep progress: 2/2 runs finished" in progress[-1], progress
+    # Hydra's own sweeper keeps the per-class sweep beside a budget: two runs, one budget
+    twice = nfpf_run("-m", "experiment=single", "selector=random", "budget=10",
+                     "budget_per_class=1,2", "seed=0", "hydra/sweeper=basic", "logger=none",
+                     "experiment_name=twice", out=out)
+    assert twice.returncode == 0, twice.stderr[-2000:]
+    status = next(line for line in _lines(twice.stdout) if line.startswith("Runs:"))
+    assert status == ("Runs: 1 complete, 0 failed, 0 incomplete, 1 duplicates ignored "
+                      "(newest kept) (sweep size 2)."), status
+
+
+@pytest.mark.slow
+def test_debug_does_not_change_the_exit_code_of_a_usage_error(tmp_path):
+    plain = nfpf_run("experiment=single", "budget=0", out=tmp_path / "a")
+    debug = nfpf_run("--debug", "experiment=single", "budget=0", out=tmp_path / "b")
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+
+
+def test_help_says_what_the_bare_command_runs_the_budgets_and_the_exit_codes(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nfpf.cli.run", "--help"], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = " ".join(proc.stdout.split())
+    selectors = len(list((PROJECT / "conf" / "selector").glob("*.yaml")))
+    assert text.startswith("nfpf-run: ") and "Usage: nfpf-run [-m]" in text
+    assert f"({selectors} selectors x 4 budgets per class x 3 seeds = {selectors * 12} runs)" \
+        in text
+    assert "budget=N" in text and "budget_per_class=N" in text
+    for code in ("0 every run complete", "1 a run failed", "2 bad input", "130 interrupted"):
+        assert code in text
+    assert "Powered by Hydra" not in text

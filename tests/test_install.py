@@ -101,3 +101,20 @@ def test_ci_installs_the_readme_way_into_a_fresh_environment():
     assert venv < activate < lines.index(command) < lines.index("python -m pytest")
     # the environment lives in a temporary directory outside the checkout, made per run
     assert "mktemp -d" in script and "rm -rf" in script
+
+
+def test_the_session_caches_in_a_temporary_directory(session_cache_dir, tmp_path):
+    """Nothing a test runs caches under ``~/.cache/nfpf``: this process's cache root and that
+    of a command it starts are the session's temporary directory."""
+    import subprocess
+    import sys
+
+    from nfpf.io import cache_root
+
+    home_cache = Path.home() / ".cache" / "nfpf"
+    assert cache_root() == session_cache_dir
+    assert home_cache not in [cache_root(), *cache_root().parents]
+    child = subprocess.run([sys.executable, "-c", "from nfpf.io import cache_root; "
+                            "print(cache_root())"], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path)
+    assert Path(child.stdout.strip()) == session_cache_dir

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
-from omegaconf import OmegaConf
 
 from nfpf.core.api import CONFIG_DIR
 from nfpf.evaluation.pipeline import InfeasibleBudgetError, RunNames, run
@@ -154,7 +153,7 @@ def test_sweep_validation_keeps_one_job_per_group_combination():
 def test_the_sweeper_plugin_validates_one_job_per_group_combination():
     from types import SimpleNamespace
 
-    from hydra_plugins.nfpf_sweepers.representative import RepresentativeSweeper
+    from hydra_plugins.nfpf_sweepers.representative import representative_basic_sweeper
 
     composed = []
 
@@ -165,12 +164,11 @@ def test_the_sweeper_plugin_validates_one_job_per_group_combination():
         def load_sweep_config(self, master_config, sweep_overrides):
             composed.append(sweep_overrides)
 
-    sweeper = RepresentativeSweeper()
-    sweeper.setup(hydra_context=SimpleNamespace(config_loader=Loader()), task_function=None,
-                  config=OmegaConf.create({"hydra": {"launcher": {
-                      "_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}}))
+    # what RepresentativeSweeper.sweep hands the batches to
+    sweeper = representative_basic_sweeper()(max_batch_size=None)
+    sweeper.hydra_context, sweeper.config = SimpleNamespace(config_loader=Loader()), {}
     batch = [[f"selector={s}", f"seed={r}"] for s in ("a", "b") for r in range(50)]
-    sweeper.basic.validate_batch_is_legal(batch)
+    sweeper.validate_batch_is_legal(batch)
     assert composed == [["selector=a", "seed=0"], ["selector=b", "seed=0"]]
     # Hydra's own sweeper, which the plugin leaves as it is, composes every job
     composed.clear()
@@ -179,6 +177,33 @@ def test_the_sweeper_plugin_validates_one_job_per_group_combination():
     plain.hydra_context, plain.config = SimpleNamespace(config_loader=Loader()), {}
     plain.validate_batch_is_legal(batch)
     assert len(composed) == 100
+
+
+def test_a_budget_drops_the_budget_per_class_sweep():
+    from nfpf.cli.sweep_validation import exclusive_budgets
+
+    params = {"selector": "kmeans,random", "budget_per_class": "1,2,5,10"}
+    kept, arguments, note = exclusive_budgets(params, ["budget=10,20", "seed=0,1"])
+    assert kept == {"selector": "kmeans,random"} and arguments == ["budget=10,20", "seed=0,1"]
+    assert note == ("budget=10,20 is set, so budget_per_class=1,2,5,10 is dropped from the "
+                    "sweep (a run with a budget ignores budget_per_class)")
+    # no budget, or budget=null: the per-class sweep stays
+    assert exclusive_budgets(params, ["seed=0"]) == (params, ["seed=0"], None)
+    assert exclusive_budgets(params, ["budget=null"])[2] is None
+    # both on the command line: the budget wins there too
+    assert exclusive_budgets({}, ["budget=10", "budget_per_class=1,2"])[:2] == ({},
+                                                                               ["budget=10"])
+
+
+@pytest.mark.slow
+def test_a_budget_sweep_runs_each_budget_once(tmp_path):
+    """The issue's command: 2 selectors x 2 budgets x 2 seeds is 8 runs, not 32."""
+    proc = nfpf_run("-m", "dataset=digits", "selector=kmeans,random", "budget=10,20",
+                    "seed=0,1", "logger=none", out=tmp_path / "o", check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "o").rglob("result.json"))) == 8
+    assert "budget_per_class=1,2,5,10 is dropped from the sweep" in proc.stdout + proc.stderr
+    assert "duplicates" not in proc.stdout
 
 
 def test_importing_the_cli_changes_nothing_in_hydra():

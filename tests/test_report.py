@@ -483,3 +483,15 @@ def test_cells_whose_seeds_picked_the_same_samples_are_marked(tmp_path):
     assert "70.0 ± 0.0 †" in rows["ted"]
     assert "50.0 ± 0.0" in rows["random"] and "†" not in rows["random"]
     assert "†: every seed picked the same samples" in paths.markdown.read_text()
+
+
+def test_a_truncated_result_is_named_and_counted_as_incomplete(tmp_path, caplog):
+    from nfpf.report.collect import collect_runs
+
+    run_dir = tmp_path / "sweep" / "seed=0"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "result.json").write_text('{"status": "complete", "metrics": {"accur')
+    with caplog.at_level("WARNING"):
+        runs = collect_runs(tmp_path / "sweep")
+    assert runs.incomplete == [run_dir] and runs.failed.empty and runs.complete.empty
+    assert str(run_dir / "result.json") in caplog.text and "incomplete" in caplog.text

@@ -26,6 +26,7 @@ from hydra.core.override_parser.types import Override, ValueType
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from nfpf.cli.sweep_validation import exclusive_budgets
 from nfpf.core.api import CONFIG_DIR
 from nfpf.evaluation.pipeline import RunNames
 from nfpf.evaluation.records import RESULT_FILE, find_run_files
@@ -78,12 +79,16 @@ def sweep_size(config: DictConfig) -> int:
     """Number of jobs the basic sweeper will launch: the product of every swept list.
 
     Sweeps come from ``hydra.sweeper.params`` and from the command line; the command line
-    wins for a key given in both (as in Hydra's BasicSweeper).
+    wins for a key given in both (as in Hydra's BasicSweeper), and under nfpf's sweeper
+    (``hydra/sweeper=representative``) a ``budget`` drops the ``budget_per_class`` sweep.
     """
-    params: dict[str, str] = {}
-    for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items():
-        params[str(key)] = f"{key}={value}"
-    for override in config.hydra.overrides.task:
+    swept = {str(key): str(value)
+             for key, value in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()}
+    arguments = list(config.hydra.overrides.task)
+    if str(OmegaConf.select(config, "hydra.sweeper._target_")).endswith("RepresentativeSweeper"):
+        swept, arguments, _ = exclusive_budgets(swept, arguments)
+    params = {key: f"{key}={value}" for key, value in swept.items()}
+    for override in arguments:
         key = override.split("=", 1)[0].lstrip("+~")
         params[key] = override
     parsed = OverridesParser.create().parse_overrides(list(params.values()))
@@ -158,11 +163,32 @@ def report_progress(job_dir: Path, status: str) -> None:
     ledger = sweep_dir / LEDGER_FILE
     append_status(ledger, str(Path(job_dir).resolve().relative_to(sweep_dir)), status)
     info = read_json(sweep_dir / SWEEP_FILE)
-    done, failed, skipped = ledger_counts(ledger)
+    # this invocation's work: the ledger's lines after those of the runs found on disk
+    statuses = list(latest_statuses(ledger, info.get("ledger_start", 0)).values())
+    done, failed, skipped = (statuses.count(s) for s in ("complete", "failed", "skipped"))
     elapsed = time.time() - info["started"]
     log.info("sweep progress: %d/%d runs finished (%d complete, %d failed, %d skipped), "
-             "%s elapsed", done + failed + skipped, info["total"], done, failed, skipped,
+             "%s elapsed", len(statuses), info["total"], done, failed, skipped,
              time.strftime("%H:%M:%S", time.gmtime(elapsed)))
+
+
+class BelowLevel(logging.Filter):
+    """Let through only records below ``level`` (the stdout handler of ``nfpf-run``'s logging,
+    whose stderr handler takes ``level`` and above)."""
+
+    def __init__(self, level: str | int = logging.WARNING) -> None:
+        super().__init__()
+        self.level = logging.getLevelName(level) if isinstance(level, str) else level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def finished_counts(complete: int, failed: int, skipped: int) -> str:
+    """What a finished sweep holds, in words: "30 complete, 2 failed" (skipped runs, whose
+    budget is above the pool, only when there are any)."""
+    text = f"{complete} complete, {failed} failed"
+    return text + (f", {skipped} skipped (budget above the pool)" if skipped else "")
 
 
 def _status_of(path: Path) -> str:
@@ -195,15 +221,14 @@ class SweepProgress(Callback):
         atomic_write(sweep_dir / LEDGER_FILE, lambda handle: handle.write(lines.encode()))
         SESSION.ledger_start = len(existing)  # later lines: the runs of this sweep
         done = sum(s == "complete" for _, s in existing)
-        write_json_atomic(sweep_dir / SWEEP_FILE, {"total": total, "started": time.time()})
+        write_json_atomic(sweep_dir / SWEEP_FILE, {"total": total, "started": time.time(),
+                                                   "ledger_start": len(existing)})
         log.info("sweep: %d runs into %s (%d already complete: they are skipped)", total,
                  sweep_dir, done)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        done, failed, skipped = sweep_counts(sweep_dir)
-        log.info("sweep finished: %d complete, %d failed, %d skipped (budget above the pool)",
-                 done, failed, skipped)
+        log.info("sweep finished: %s", finished_counts(*sweep_counts(sweep_dir)))
         # this sweep's failures: the ledger lines its runs wrote (no file clocks involved)
         session = latest_statuses(sweep_dir / LEDGER_FILE, SESSION.ledger_start).values()
         SESSION.failed = sum(status == "failed" for status in session)

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def run_job(cfg: DictConfig) -> float | None:
         return _run_locked(cfg, output_dir)
     finally:
         lock.release()
+        # A finished run's lock goes. Safe: a process still waiting on the removed file,
+        # or one that creates it anew, finds the run complete and skips it. A failed run
+        # keeps its lock, as the rerun that computes it again takes it.
+        if is_complete(output_dir, run_hash(cfg)):
+            Path(lock.lock_file).unlink(missing_ok=True)
 
 
 def _run_locked(cfg: DictConfig, output_dir: Path) -> float | None:
@@ -171,7 +177,8 @@ def _run_locked(cfg: DictConfig, output_dir: Path) -> float | None:
         if status == "skipped":
             log.warning("skipped %s: %s", label, error)
         else:
-            log.error("FAILED %s: %s: %s", label, type(error).__name__, error)
+            log.error("FAILED %s: %s: %s (traceback in %s)", label, type(error).__name__, error,
+                      output_dir / FAILED_FILE)
         report_progress(output_dir, status)
         return None
     metrics = record["metrics"]
@@ -202,8 +209,10 @@ def _record_failure(cfg: DictConfig, names: RunNames, error: Exception, output_d
     if multirun:
         return status
     message = user_error(error)
-    if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if message is None:
         raise error
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # --debug: the traceback, same exit status
+        traceback.print_exception(error, file=sys.stderr)
     print(f"nfpf-run: error: {message}\n(traceback in {output_dir / FAILED_FILE}; "
           f"--debug prints it)", file=sys.stderr)
     sys.exit(EXIT_USAGE)

@@ -14,9 +14,9 @@ catches the same errors; every job is still composed in full when it runs. The s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["config_groups", "representative_jobs", "signature"]
+__all__ = ["config_groups", "exclusive_budgets", "representative_jobs", "signature"]
 
 
 def representative_jobs(batch: Sequence[Sequence[str]],
@@ -60,3 +60,40 @@ def config_groups(loader) -> set[str]:
             groups.add(path)
             pending.append(path)
     return groups
+
+
+def exclusive_budgets(params: Mapping[str, str], arguments: Sequence[str]
+                      ) -> tuple[dict[str, str], list[str], str | None]:
+    """Drop the ``budget_per_class`` sweep of a sweep that sets ``budget``.
+
+    A run with a ``budget`` ignores ``budget_per_class`` (the pipeline's rule), so a sweep over
+    both would run every (selector, budget, seed) once per ``budget_per_class`` value, under
+    different directories. ``budget`` wins, as in a single run.
+
+    Parameters
+    ----------
+    params : the sweeper's ``params`` (the experiment's sweep), key -> value
+    arguments : the command line's overrides, e.g. ``["budget=10,20", "seed=0,1"]``
+
+    Returns
+    -------
+    params, arguments : without ``budget_per_class`` when a ``budget`` is set
+    note : one line saying what was dropped, or None when nothing was
+    """
+    def key(override: str) -> str:
+        return override.partition("=")[0].lstrip("+~")
+
+    budgets = [value for name, value in [*params.items(),
+                                         *(a.partition("=")[::2] for a in arguments)]
+               if key(name) == "budget" and value.strip() not in ("null", "")]
+    dropped = [f"{name}={value}" for name, value in params.items()
+               if key(name) == "budget_per_class"]
+    dropped += [a for a in arguments if key(a) == "budget_per_class"]
+    if not budgets or not dropped:
+        return dict(params), list(arguments), None
+    kept_params = {name: value for name, value in params.items()
+                   if key(name) != "budget_per_class"}
+    kept_arguments = [a for a in arguments if key(a) != "budget_per_class"]
+    note = (f"budget={budgets[-1]} is set, so {' and '.join(dropped)} is dropped from the "
+            "sweep (a run with a budget ignores budget_per_class)")
+    return kept_params, kept_arguments, note

@@ -6,12 +6,15 @@ in Hydra changes: importing ``nfpf.cli`` leaves Hydra's classes as they are, and
 that picks ``hydra/sweeper=basic`` gets Hydra's own validation of every job.
 """
 
+import logging
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
+
+log = logging.getLogger("nfpf.run")
 
 
 class RepresentativeSweeper(Sweeper):
@@ -30,14 +33,23 @@ class RepresentativeSweeper(Sweeper):
                  params: dict[str, str] | None = None) -> None:
         self.max_batch_size = max_batch_size
         self.params = params
+        self.context: dict[str, Any] = {}
         self.basic: Sweeper | None = None
 
     def setup(self, **context: Any) -> None:
-        self.basic = representative_basic_sweeper()(self.max_batch_size, self.params)
-        self.basic.setup(**context)
+        self.context = context
 
     def sweep(self, arguments: list[str]) -> Any:
-        assert self.basic is not None, "Hydra sets a sweeper up before it sweeps"
+        """Sweep ``arguments`` (the command line's overrides) with Hydra's basic sweeper, after
+        dropping a ``budget_per_class`` sweep that a ``budget`` makes void
+        (:func:`nfpf.cli.sweep_validation.exclusive_budgets`)."""
+        from nfpf.cli.sweep_validation import exclusive_budgets
+
+        params, arguments, note = exclusive_budgets(self.params or {}, arguments)
+        if note:
+            log.warning("nfpf-run: %s", note)
+        self.basic = representative_basic_sweeper()(self.max_batch_size, params)
+        self.basic.setup(**self.context)
         return self.basic.sweep(arguments)
 
 

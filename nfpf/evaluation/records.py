@@ -23,11 +23,14 @@ when it queried labels; ``cached``, ``info``, ``history``, ``seconds``), ``confi
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from nfpf.io import read_json
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FAILED_FILE",
@@ -87,8 +90,9 @@ def load_runs(root: str | os.PathLike):
 
     Columns: the :data:`RUN_KEYS`, ``status`` ("complete" or "failed"), ``accuracy``,
     ``balanced_accuracy``, ``best_accuracy`` (deep classifiers only), ``classes_covered``,
-    ``selection_seconds``, ``error`` (failed runs) and ``run_dir``. Unreadable files appear
-    as failed rows with the read error.
+    ``selection_seconds``, ``error`` (failed runs) and ``run_dir``. An unreadable file is left
+    out, with a warning naming it (its run is incomplete: see
+    :func:`nfpf.report.collect.find_incomplete`).
     """
     import pandas as pd
 
@@ -97,8 +101,8 @@ def load_runs(root: str | os.PathLike):
         try:
             record = read_json(path)
         except (OSError, json.JSONDecodeError) as exc:
-            rows.append({"status": "failed", "error": f"unreadable {path.name}: {exc}",
-                         "run_dir": str(path.parent)})
+            # a file cut short (a crash mid-write, a copy interrupted): the run did not finish
+            log.warning("skipping %s: unreadable (%s); the run counts as incomplete", path, exc)
             continue
         metrics = record.get("metrics") or {}
         timings = record.get("timings") or {}

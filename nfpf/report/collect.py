@@ -171,13 +171,22 @@ def variant_labels(names: pd.Series, configs: pd.Series,
 
 
 def find_incomplete(root: Path) -> list[Path]:
-    """Run directories below ``root`` that Hydra created (``.hydra``) without a result file."""
+    """Run directories below ``root`` that Hydra created (``.hydra``) without a readable
+    result file (none, or one cut short)."""
     out = []
     for hydra_dir in sorted(Path(root).rglob(".hydra")):
         run_dir = hydra_dir.parent
-        if not (run_dir / RESULT_FILE).is_file() and not (run_dir / FAILED_FILE).is_file():
+        if not any(_readable(run_dir / name) for name in (RESULT_FILE, FAILED_FILE)):
             out.append(run_dir)
     return out
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def picks_digest(run_dir: str | Path) -> str | None:

@@ -144,7 +144,9 @@ class ReportContent:
         if len(runs.duplicates):
             text += f", {len(runs.duplicates)} duplicates ignored (newest kept)"
         if runs.expected_total is not None:
-            missing = runs.expected_total - n_ok - n_failed - n_inc - len(runs.skipped)
+            # a duplicate is a run that did start (under another directory name)
+            missing = (runs.expected_total - n_ok - n_failed - n_inc - len(runs.skipped)
+                       - len(runs.duplicates))
             text += f" (sweep size {runs.expected_total}"
             text += f", {missing} not started)" if missing > 0 else ")"
         return text + "."
