@@ -21,7 +21,9 @@ still differs from one process is handled here, once for :mod:`nfpf.deep.resnet`
 - **Results of ``ddp_spawn``.** Only the state dict of rank 0 returns to the calling process,
   so the modules keep their training logs in ``get_extra_state``.
 - **Sweeps.** :func:`spawn_context` gives each ``ddp_spawn`` fit a start method its processes
-  can adopt (not joblib's ``loky``) and a rendezvous port of its own (fits side by side).
+  can adopt (not joblib's ``loky``) and a rendezvous of its own (fits side by side), served
+  by the calling process on a port that stays bound from the moment it is chosen
+  (:func:`rendezvous_store`).
 - **What travels to the workers.** ``ddp_spawn`` pickles the model and the data loaders to
   its processes. Torch passes CPU tensors between processes as file descriptors of shared
   memory, which containers and VMs often break (the worker dies in ``rebuild_storage_fd``).
@@ -64,6 +66,7 @@ __all__ = [
     "fit_module",
     "gather_batch",
     "per_device_batch",
+    "rendezvous_store",
     "restore_logging",
     "spawn_context",
     "sum_over_ranks",
@@ -232,37 +235,63 @@ def spawn_context(trainer: Any) -> Iterator[None]:
       joblib (loky) sweep worker is ``loky``, unknown to it.
     - Tensors passed through named shared-memory files, not file descriptors (see the
       module notes); the workers set the same in :meth:`DistributedHooks.on_fit_start`.
-    - A rendezvous port of their own: Lightning takes ``MASTER_PORT`` from the environment
-      when it is set (it sets it itself on the first fit), so two fits running side by side
-      in a sweep, or in processes that inherited the variable, would share one port.
+    - A rendezvous of their own, served by this process: :func:`rendezvous_store`.
 
     All are put back afterwards. A no-op for fits that start no process and for launchers
     that start the script anew (their processes must share the parent's port).
     """
-    from lightning_fabric.plugins.environments.lightning import find_free_network_port
-
     # ddp_spawn starts its processes even for one device (trainer=ddp on a one-GPU machine)
     if not spawns_processes(trainer) or trainer.num_nodes > 1:
         yield
         return
     method = multiprocessing.get_start_method(allow_none=True)
     foreign = method not in (None, "spawn", "fork", "forkserver")  # e.g. joblib's "loky"
-    port = os.environ.get("MASTER_PORT")
     sharing = torch.multiprocessing.get_sharing_strategy()
     if foreign:
         multiprocessing.set_start_method("spawn", force=True)
-    os.environ["MASTER_PORT"] = str(find_free_network_port())
     torch.multiprocessing.set_sharing_strategy(SPAWN_SHARING)
     try:
-        yield
+        with rendezvous_store():
+            yield
     finally:
         torch.multiprocessing.set_sharing_strategy(sharing)
         if foreign:
             multiprocessing.set_start_method(method, force=True)
-        if port is None:
-            os.environ.pop("MASTER_PORT", None)
-        else:
-            os.environ["MASTER_PORT"] = port
+
+
+#: Where the spawned processes of one node meet (the rendezvous store of this process).
+RENDEZVOUS_ADDRESS = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def rendezvous_store() -> Iterator[int]:
+    """Serve the rendezvous of the processes spawned inside the block; yields its port.
+
+    The store (a ``TCPStore``) is bound to a port the kernel picks (port 0) and held until
+    the block ends, and the workers learn it from the environment they inherit: torch's
+    "agent store" hand-over (``TORCHELASTIC_USE_AGENT_STORE``, as ``torchrun`` serves its
+    workers), with which every rank connects as a client to ``MASTER_ADDR:MASTER_PORT``
+    instead of rank 0 binding that port itself. Choosing a free port, closing it and letting
+    rank 0 bind it seconds later, once it started, leaves a gap in which any other process
+    on the machine can take the port (two fits side by side in a sweep, an inherited
+    ``MASTER_PORT``, another job's connection). Lightning reads ``MASTER_ADDR`` and
+    ``MASTER_PORT`` from the environment; the three variables are put back afterwards.
+    """
+    store = torch.distributed.TCPStore(RENDEZVOUS_ADDRESS, 0, is_master=True,
+                                       wait_for_workers=False)
+    handed_over = {"MASTER_ADDR": RENDEZVOUS_ADDRESS, "MASTER_PORT": str(store.port),
+                   "TORCHELASTIC_USE_AGENT_STORE": str(True)}
+    before = {key: os.environ.get(key) for key in handed_over}
+    os.environ.update(handed_over)
+    try:
+        yield store.port
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        del store  # stops serving
 
 
 def spawns_processes(trainer: Any) -> bool:
