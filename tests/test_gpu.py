@@ -153,7 +153,7 @@ def test_nfpf_random_seeding_is_identical_on_cuda(digits):
 # ------------------------------------------------------------- baselines on the GPU
 @pytest.mark.parametrize("method,least", [("kmeans", 0.6), ("coreset", 0.9),
                                           ("typiclust", 0.5), ("probcover", 0.8),
-                                          ("usl", 0.5), ("ted", 0.9)])
+                                          ("usl", 0.5), ("ted", 0.9), ("maxherding", 0.9)])
 def test_baseline_gpu_path_against_the_cpu(digits, method, least):
     _, _, pool = digits
     cpu = make_selector(method, device="cpu").select(pool, 50, seed=0)

@@ -1,4 +1,5 @@
-"""TypiClust, ProbCover and core-set against scikit-activeml on digits, matched parameters.
+"""TypiClust, ProbCover, core-set and MaxHerding against scikit-activeml on digits, matched
+parameters.
 
 Where the algorithms agree the picks are identical: core-set given the first point, ProbCover
 given δ up to tie-breaking (ours: the lowest index, theirs: random), TypiClust given the same
@@ -18,6 +19,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
 from nfpf.baselines.coreset import Coreset
+from nfpf.baselines.maxherding import TIE_RTOL, MaxHerding
 from nfpf.baselines.probcover import ProbCover, delta_ball_graph
 from nfpf.baselines.typiclust import TypiClust
 
@@ -155,3 +157,25 @@ def test_typiclust_small_cluster_rule_is_the_other_difference(digits, seed):
     assert sorted(seconds) == sorted(largest.tolist())
     for cluster in np.flatnonzero(sizes >= 2 * K_NN):
         assert mine[cluster][0] == peer[cluster][0]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bandwidth", [1.0, 0.5])
+def test_maxherding_equals_peer_with_the_kernel_width_matched(digits, seed, bandwidth):
+    """The peer's RBF kernel is exp(-gamma |x - y|^2) (gamma = 1 / n_features by default):
+    gamma = 1 / h^2 is ours. Identical picks until the first near-tie of the peer's
+    utilities, where ours takes the lowest index and the peer a random one."""
+    X, _ = digits
+    budget = 40
+    peer = skactiveml_pool.MaxHerding(metric_dict={"gamma": 1.0 / bandwidth ** 2},
+                                      random_state=seed)
+    theirs, utilities = peer.query(X, _unlabeled(len(X)), batch_size=budget,
+                                   return_utilities=True)
+    ours = MaxHerding(bandwidth=bandwidth, device="cpu").select(X, budget, seed=seed)
+    for step in range(budget):
+        best = np.nanmax(utilities[step])
+        near = np.flatnonzero(utilities[step] >= best * (1 - TIE_RTOL))
+        if near.size > 1:  # a tie: ours is its lowest index, the peer's any of them
+            assert ours[step] == near[0] and theirs[step] in near
+            break
+        assert ours[step] == theirs[step], step
