@@ -1,8 +1,9 @@
 """MaxHerding (Bae, Noh, Sutherland, ECCV 2024): greedy generalized coverage with a kernel.
 
 :func:`herding_greedy` is the greedy core, shared with UHerding (:mod:`nfpf.active.uherding`):
-exact lazy greedy on a facility-location objective, kernel rows computed in chunks (never an
-n x n kernel), on the CPU or a GPU.
+exact greedy on a facility-location objective with every gain kept up to date through the
+columns a pick changes, kernel blocks computed in chunks (never an n x n kernel), on the CPU or
+a GPU.
 """
 
 from __future__ import annotations
@@ -36,13 +37,6 @@ RELEASED_MAX_CANDIDATES = 35000
 #: Gains within this relative distance of the best are ties (float rounding cannot order
 #: them); ties go to the lowest index, the released ``argmax`` rule.
 TIE_RTOL = 1e-9
-#: Stale candidates re-evaluated together in one kernel block of the lazy greedy.
-LAZY_BATCH = 32
-#: Bytes of the coverage history (m at every version) that lets a known gain be brought
-#: up to date on the columns where m grew since, instead of over all n columns.
-HISTORY_BYTES = 512 * 2**20
-#: Largest fraction of grown columns for which bringing a gain up to date beats recomputing.
-UPDATE_MAX = 0.75
 
 
 class HerdingResult(NamedTuple):
@@ -56,8 +50,8 @@ class HerdingResult(NamedTuple):
         Each pick's marginal gain ``(1/n) sum_x w(x) max(k(c, x) - m(x), 0)`` when it was
         taken (non-increasing: the objective is submodular).
     evaluations : int
-        Kernel rows evaluated to score candidates (``n - |labelled|`` for the first pick,
-        then only the candidates the lazy greedy re-evaluated).
+        Kernel values computed (``n^2`` for the first gains, then candidates x the columns
+        each pick changed).
     """
 
     picks: np.ndarray
@@ -94,158 +88,61 @@ def _check_greedy_input(n: int, budget: int, labelled: np.ndarray, weights: np.n
         raise ValueError(f"weights must be {n} finite numbers >= 0 (one per sample).")
 
 
-class _Coverage:
-    """The coverage ``m(x)`` of every sample, its recent history, and candidates' gains.
+class _Kernel:
+    """Blocks of kernel values k(a, b) of the rows of X, computed on demand.
 
-    The exponent ``-|a - b|^2 / h^2`` of a block of kernel values is one matrix product of
-    ``[a, |a|^2, 1]`` and ``[2b / h^2, -1 / h^2, -|b|^2 / h^2]``, written into one reused
-    work buffer (fresh pool-sized buffers would page-fault at every block). ``m`` grows one
-    pick at a time (its version); the last ``history`` versions are kept so that a gain
-    known at an earlier version is brought up to date on the columns where ``m`` grew since
-    (:meth:`gains`), instead of over all n columns.
+    The exponent ``-|a - b|^2 / h^2`` of a block is one matrix product of ``[a, |a|^2, 1]``
+    and ``[2b / h^2, -1 / h^2, -|b|^2 / h^2]``; ``k(x, x) = 1`` exactly.
     """
 
-    def __init__(self, X: torch.Tensor, weights: torch.Tensor, bandwidth: float, kernel: str,
-                 chunk: int, budget: int):
-        n, inv = X.shape[0], 1.0 / (bandwidth * bandwidth)
+    def __init__(self, X: torch.Tensor, bandwidth: float, kernel: str):
+        inv = 1.0 / (bandwidth * bandwidth)
         sq = torch.einsum("ij,ij->i", X, X)[:, None]
         ones = torch.ones_like(sq)
         self.left = torch.cat([X, sq, ones], dim=1)
         self.right = torch.cat([X * (2.0 * inv), -inv * ones, -inv * sq], dim=1)
-        self.w, self.kernel, self.chunk = weights, kernel, chunk
-        self.m = torch.zeros(n, dtype=X.dtype, device=X.device)
-        self.version = 0
-        self.changed_at = torch.zeros(n, dtype=torch.int64, device=X.device)
-        history = int(max(2, min(budget + 1, HISTORY_BYTES // (8 * n))))
-        self.snapshots = torch.empty(history, n, dtype=X.dtype, device=X.device)
-        self.work = torch.empty(chunk * n, dtype=X.dtype, device=X.device)
-        self.evaluations = 0
+        self.kernel = kernel
+        self.entries = 0
 
     def block(self, rows: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
-        """Kernel values (len(rows), len(cols)) in the work buffer (``cols``: sorted column
-        indices; None: all), with ``k(x, x) = 1`` exactly."""
+        """Kernel values of shape (len(rows), len(cols)) (``cols`` None: every sample)."""
         right = self.right if cols is None else self.right[cols]
-        out = self.work[:rows.numel() * right.shape[0]].view(rows.numel(), right.shape[0])
-        torch.mm(self.left[rows], right.T, out=out).clamp_max_(0.0)  # |a - b|^2 >= 0
-        diagonal = torch.arange(rows.numel(), device=out.device)
-        if cols is None:
-            out[diagonal, rows] = 0.0
-        else:
-            at = torch.searchsorted(cols, rows).clamp_max_(cols.numel() - 1)
-            own = cols[at] == rows
-            out[diagonal[own], at[own]] = 0.0
-        return out.gt_(-1.0) if self.kernel == "tophat" else out.exp_()
-
-    def cover(self, rows: np.ndarray, new_version: bool = True) -> None:
-        """m <- max(m, k(c, .)) for the samples ``rows``; with ``new_version``, record it."""
-        idx = torch.from_numpy(rows).to(self.m.device)
-        best = self.block(idx).amax(dim=0)
-        if new_version:
-            self.version += 1
-            self.changed_at[best > self.m] = self.version
-        torch.maximum(self.m, best, out=self.m)
-        self.snapshots[self.version % len(self.snapshots)] = self.m
-
-    def gains(self, idx: np.ndarray) -> np.ndarray:
-        """Unnormalised gains ``sum_x w(x) max(k(c, x) - m(x), 0)`` of the candidates ``idx``,
-        over all n columns, ``chunk`` rows per block."""
-        out = np.empty(idx.size)
-        for start in range(0, idx.size, self.chunk):
-            part = torch.from_numpy(idx[start:start + self.chunk]).to(self.m.device)
-            block = self.block(part).sub_(self.m).clamp_min_(0.0)
-            out[start:start + part.numel()] = torch.mv(block, self.w).cpu().numpy()
-        self.evaluations += int(idx.size)
-        return out
-
-    def changed_since(self) -> np.ndarray:
-        """For every version v, how many columns grew after it (``changed_at > v``)."""
-        counts = torch.bincount(self.changed_at, minlength=self.version + 1).cpu().numpy()
-        return counts[::-1].cumsum()[::-1] - counts
-
-    def update(self, idx: np.ndarray, versions: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Gains of ``idx`` now, from their exact gains ``known`` at ``versions`` (all in
-        the history): only the columns where m grew since the oldest of them are computed,
-        ``gain = known - sum_x w(x) (clamp(k, m_then, m_now) - m_then)``."""
-        cols = torch.nonzero(self.changed_at > int(versions.min())).flatten()
-        self.evaluations += int(idx.size)
-        if cols.numel() == 0:  # m has not grown since: still exact
-            return known.copy()
-        slots = torch.from_numpy(versions % len(self.snapshots)).to(self.m.device)
-        now, w = self.m[cols], self.w[cols]
-        out = np.empty(idx.size)
-        rows_per_block = max(1, self.work.numel() // (2 * cols.numel()))
-        for start in range(0, idx.size, rows_per_block):
-            stop = min(idx.size, start + rows_per_block)
-            part = torch.from_numpy(idx[start:stop]).to(self.m.device)
-            then = self.snapshots[slots[start:stop, None], cols[None, :]]
-            block = self.block(part, cols)
-            lost = torch.mv(torch.clamp(block, min=then, max=now).sub_(then), w)
-            out[start:stop] = known[start:stop] - lost.cpu().numpy()
-        return out
+        out = torch.mm(self.left[rows], right.T).clamp_max_(0.0)  # |a - b|^2 >= 0
+        columns = torch.arange(right.shape[0], device=out.device) if cols is None else cols
+        out[rows[:, None] == columns[None, :]] = 0.0
+        self.entries += out.numel()
+        if self.kernel == "tophat":
+            return out.gt_(-1.0)
+        return out.exp_()
 
 
-class _LazyGreedy:
-    """Stale upper bounds of every candidate's gain, brought up to date only where needed.
+def _row_blocks(n_rows: int, n_cols: int, values: int):
+    """Row ranges whose (rows, n_cols) blocks hold at most ``values`` kernel values."""
+    step = max(1, values // max(1, n_cols))
+    return ((start, min(n_rows, start + step)) for start in range(0, n_rows, step))
 
-    ``ub[c]`` is c's exact gain at version ``exact_at[c]`` of the coverage, an upper bound
-    at every later version (a gain never grows as m grows); -inf for non-candidates.
-    """
 
-    def __init__(self, coverage: _Coverage, candidate: np.ndarray):
-        self.coverage = coverage
-        self.ub = np.where(candidate, np.inf, -np.inf)
-        self.exact_at = np.full(candidate.size, -1)
-        self.index = np.arange(candidate.size)
+def _all_gains(kernel: _Kernel, m: torch.Tensor, w: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``sum_x w(x) max(k(c, x) - m(x), 0)`` of every sample c, ``chunk`` rows per block."""
+    n = m.numel()
+    gains = torch.empty(n, dtype=m.dtype, device=m.device)
+    for start, stop in _row_blocks(n, n, chunk * n):
+        rows = torch.arange(start, stop, device=m.device)
+        gains[start:stop] = kernel.block(rows).sub_(m).clamp_min_(0.0) @ w
+    return gains
 
-    def evaluate(self, idx: np.ndarray) -> None:
-        """Exact gains of ``idx`` now: brought up to date from their last exact gains where
-        those are in the coverage's history and at most ``UPDATE_MAX`` of the columns grew
-        since (in groups whose counts of grown columns are within a factor 2), else computed
-        over all columns."""
-        coverage = self.coverage
-        versions = self.exact_at[idx]
-        recent = (versions >= 0) & (coverage.version - versions < len(coverage.snapshots))
-        grown = np.zeros(idx.size, dtype=np.int64)
-        if recent.any():
-            grown[recent] = coverage.changed_since()[versions[recent]]
-            recent &= grown <= UPDATE_MAX * coverage.m.numel()
-        groups = np.floor(np.log2(grown + 1.0)).astype(np.int64)
-        for group in np.unique(groups[recent]):
-            part = recent & (groups == group)
-            self.ub[idx[part]] = coverage.update(idx[part], versions[part], self.ub[idx[part]])
-        if not recent.all():
-            self.ub[idx[~recent]] = coverage.gains(idx[~recent])
-        self.exact_at[idx] = coverage.version
 
-    def pick(self) -> int:
-        """The greedy pick: lowest index among gains within ``TIE_RTOL`` of the best.
-
-        A stale candidate can change the pick only if its bound reaches the best exact gain
-        minus the tolerance and it has a lower index than the pick or a bound above the best
-        gain (one at or below it and of higher index changes neither the best gain nor the
-        pick); the margin 2 x tolerance absorbs rounding of the bounds.
-        """
-        while True:
-            fresh = self.exact_at == self.coverage.version
-            if fresh.any():
-                fresh_idx = np.flatnonzero(fresh)
-                values = self.ub[fresh_idx]
-                best = float(values.max())
-                tol = TIE_RTOL * best
-                pick = int(fresh_idx[np.argmax(values >= best - tol)])
-                need = ~fresh & (self.ub >= best - 2 * tol) & (
-                    (self.index < pick) | (self.ub > best))
-            else:
-                need = ~fresh & (self.ub > -np.inf)
-            idx = np.flatnonzero(need)
-            if idx.size == 0:
-                return pick
-            if idx.size > LAZY_BATCH:  # the highest bounds first
-                idx = np.sort(idx[np.argpartition(-self.ub[idx], LAZY_BATCH - 1)[:LAZY_BATCH]])
-            self.evaluate(idx)
-
-    def remove(self, pick: int) -> None:
-        self.ub[pick] = -np.inf
+def _lower_gains(gains: torch.Tensor, kernel: _Kernel, m: torch.Tensor, grown: torch.Tensor,
+                 m_new: torch.Tensor, w: torch.Tensor, chunk: int) -> None:
+    """Bring every gain from coverage ``m`` to the coverage that is ``m_new`` on the columns
+    ``grown`` (``m`` elsewhere): on such a column a gain falls by
+    ``w(x) (clamp(k(c, x), m(x), m_new(x)) - m(x))``; elsewhere nothing changes."""
+    n = gains.numel()
+    m_old, w_grown = m[grown], w[grown]
+    for start, stop in _row_blocks(n, grown.numel(), chunk * n):
+        rows = torch.arange(start, stop, device=m.device)
+        block = kernel.block(rows, grown)
+        gains[start:stop] -= torch.clamp(block, min=m_old, max=m_new).sub_(m_old) @ w_grown
 
 
 def herding_greedy(
@@ -258,7 +155,7 @@ def herding_greedy(
     kernel: str = "rbf",
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
-    lazy: bool = True,
+    incremental: bool = True,
 ) -> HerdingResult:
     """Greedy maximisation of the (weighted) generalized coverage
     ``C(S) = (1/n) sum_x w(x) max_{s in L u S} k(x, s)``.
@@ -267,11 +164,14 @@ def herding_greedy(
     ``(1/n) sum_x w(x) max(k(c, x) - m(x), 0)``, where ``m(x) = max_{s in L u S} k(x, s)``
     (0 when L u S is empty), then sets ``m <- max(m, k(c, .))``. Gains within a relative
     ``TIE_RTOL`` of the best are ties and go to the lowest index (the released ``argmax``).
-    ``C`` is a facility-location function, monotone submodular for weights >= 0, so a gain
-    never grows: the lazy greedy keeps each candidate's last exact gain as an upper bound,
-    re-evaluates only candidates whose bound could still win (up to 32 at once), and brings
-    a recent gain up to date on the columns where m grew since; it takes the plain greedy's
-    picks.
+
+    Every sample's gain is kept exact from step to step: a pick raises m only on the samples
+    it is now the most similar pick to (for a kernel that falls with the distance, its cell:
+    about n / t samples at step t), and a gain changes only through those columns, so a step
+    computes the kernel between the candidates and those columns alone: about
+    ``n^2 ln B`` kernel values over B picks, against ``B n^2`` for the plain greedy, with
+    the same picks. (``C`` is a facility-location function, monotone submodular for weights
+    >= 0: the picked gains never increase.)
 
     Parameters
     ----------
@@ -289,22 +189,20 @@ def herding_greedy(
         ``exp(-|x - y|^2 / h^2)`` (released default) or ``1[|x - y| < h]``, with which the
         greedy is ProbCover's.
     chunk_size : int, optional
-        Rows per kernel block when candidates are scored against all n samples (default:
-        blocks of about 128 MB).
+        Rows per kernel block against all n samples (default: blocks of about 128 MB); a
+        block against fewer columns takes proportionally more rows.
     device : torch.device or str, optional
         Where the kernel blocks are computed (default: the CPU); float64 everywhere.
-    lazy : bool
-        ``False``: the plain greedy, every candidate scored over all n samples at every step
+    incremental : bool
+        ``False``: the plain greedy, every gain recomputed over all n samples at every step
         (the reference of the tests).
 
     Returns
     -------
     HerdingResult
-        ``picks`` (budget,), ``gains`` (budget,) and the number of candidate evaluations.
+        ``picks`` (budget,), ``gains`` (budget,) and the number of kernel values computed.
 
-    Time: the first pick scores all n candidates, O(n^2 d); later picks re-score the few
-    candidates near the top, mostly over the columns where the coverage grew (plain greedy:
-    O(B n^2 d)). Memory O(n d + chunk_size n).
+    Memory O(n d + chunk_size n), never an n x n kernel.
     """
     X = torch.as_tensor(features).to(device=device or "cpu", dtype=torch.float64)
     n = X.shape[0]
@@ -312,31 +210,33 @@ def herding_greedy(
         np.asarray(labelled, dtype=np.int64).reshape(-1)
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)
     _check_greedy_input(n, budget, labelled, weights, bandwidth, kernel)
-    w = torch.ones(n, dtype=torch.float64) if weights is None else torch.from_numpy(weights)
+    w = (torch.ones(n, dtype=torch.float64) if weights is None
+         else torch.from_numpy(weights)).to(X.device)
     chunk = int(chunk_size) if chunk_size else auto_chunk_size(n, 8)
-    coverage = _Coverage(X, w.to(X.device), float(bandwidth), kernel, chunk, budget)
+    kernels = _Kernel(X, float(bandwidth), kernel)
+    m = torch.zeros(n, dtype=torch.float64, device=X.device)
     for start in range(0, labelled.size, chunk):
-        coverage.cover(labelled[start:start + chunk], new_version=False)
-    candidate = np.ones(n, dtype=bool)
-    candidate[labelled] = False
-    greedy = _LazyGreedy(coverage, candidate)
+        rows = torch.from_numpy(labelled[start:start + chunk]).to(X.device)
+        torch.maximum(m, kernels.block(rows).amax(dim=0), out=m)
+    taken = torch.zeros(n, dtype=torch.bool, device=X.device)
+    taken[torch.from_numpy(labelled).to(X.device)] = True
+    gains = _all_gains(kernels, m, w, chunk)
     picks = np.empty(budget, dtype=np.int64)
     picked_gains = np.empty(budget)
     for t in range(budget):
-        if t == 0 or not lazy:
-            greedy.evaluate(np.flatnonzero(candidate) if lazy else _reset(greedy, candidate))
-        pick = greedy.pick()
-        picks[t], picked_gains[t] = pick, greedy.ub[pick] / n
-        coverage.cover(np.array([pick]))
-        candidate[pick] = False
-        greedy.remove(pick)
-    return HerdingResult(picks, picked_gains, coverage.evaluations)
-
-
-def _reset(greedy: _LazyGreedy, candidate: np.ndarray) -> np.ndarray:
-    """Forget every known gain (the plain greedy scores everything afresh); the candidates."""
-    greedy.exact_at[:] = -1
-    return np.flatnonzero(candidate)
+        if t and not incremental:
+            gains = _all_gains(kernels, m, w, chunk)
+        open_gains = gains.masked_fill(taken, -np.inf)
+        best = open_gains.max()
+        pick = int(torch.nonzero(open_gains >= best - TIE_RTOL * best.abs())[0, 0])
+        picks[t], picked_gains[t] = pick, float(open_gains[pick]) / n
+        row = kernels.block(torch.tensor([pick], device=X.device))[0]
+        grown = torch.nonzero(row > m).flatten()
+        if incremental and t + 1 < budget and grown.numel():
+            _lower_gains(gains, kernels, m, grown, row[grown], w, chunk)
+        m[grown] = row[grown]
+        taken[pick] = True
+    return HerdingResult(picks, picked_gains, kernels.entries)
 
 
 class MaxHerding(Selector):
@@ -345,9 +245,9 @@ class MaxHerding(Selector):
     Features are L2-normalised (``normalize``) and the kernel is
     ``k(x, y) = exp(-|x - y|^2 / h^2)`` with ``h = bandwidth`` (1.0 in the released scripts).
     The picks maximise ``C(S) = (1/n) sum_x max_{s in S} k(x, s)`` greedily
-    (:func:`herding_greedy`, exact lazy greedy; ties: the lowest index, as the released
-    ``argmax``). With ``kernel="tophat"`` (``1[|x - y| < h]``) it is ProbCover's greedy with
-    δ = h.
+    (:func:`herding_greedy`, exact, every gain kept up to date; ties: the lowest index, as
+    the released ``argmax``). With ``kernel="tophat"`` (``1[|x - y| < h]``) it is
+    ProbCover's greedy with δ = h.
 
     Parameters
     ----------
@@ -373,7 +273,7 @@ class MaxHerding(Selector):
     ----------
     info_ : dict
         ``bandwidth``, ``kernel``, ``candidate_subset`` (its size or None), ``evaluations``
-        (kernel rows scored), ``gains`` (each pick's marginal gain, in pick order) and, on a
+        (kernel values computed), ``gains`` (each pick's marginal gain, in pick order) and, on a
         GPU, ``device``.
 
     Time O(n^2 d) for the first pick plus O(n d) per re-evaluated candidate; memory
@@ -423,6 +323,6 @@ class MaxHerding(Selector):
         self.info_.update(bandwidth=float(self.bandwidth), kernel=self.kernel,
                           evaluations=result.evaluations,
                           gains=[float(g) for g in result.gains])
-        log.info("maxherding: %d picks, %d kernel rows evaluated (n = %d)", budget,
+        log.info("maxherding: %d picks, %d kernel values computed (n = %d)", budget,
                  result.evaluations, len(X))
         return result.picks
