@@ -29,7 +29,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "golden_picks.json"
 DATASETS = {"digits": (1, 3), "coil20": (1, 3), "usps": (1, 3)}  # budgets per class
 SEEDS = (0, 1)
 SELECTORS = ("random", "kmeans", "coreset", "typiclust", "probcover", "usl", "ted",
-             "dual", "alms", "nfpf", "nfpf_plus", "maxherding")
+             "dual", "alms", "nfpf", "nfpf_plus", "maxherding", "activeft", "bilaf")
 ACTIVE = ("al/random", "al/entropy", "al/margin", "al/least_confidence", "al/coreset",
           "al/badge", "al/typiclust")
 #: Selectors trained by gradient descent: their picks move with the processor's BLAS kernels
