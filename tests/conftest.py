@@ -35,10 +35,12 @@ def fixtures_dir() -> Path:
 def session_cache_dir(tmp_path_factory) -> Iterator[Path]:
     """``NFPF_CACHE_DIR`` for the whole session, this process and the commands it starts:
     a temporary directory, whatever the caller's environment says, so that tests never write
-    into ``~/.cache/nfpf`` or a user's own cache."""
+    into ``~/.cache/nfpf`` or a user's own cache; matplotlib's ``MPLCONFIGDIR`` too."""
     cache = tmp_path_factory.mktemp("nfpf-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NFPF_CACHE_DIR", str(cache))
+        # matplotlib's font cache and config default to ~/.cache and ~/.config
+        patch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
         yield cache
 
 

@@ -289,3 +289,16 @@ def test_help_says_what_the_bare_command_runs_the_budgets_and_the_exit_codes(tmp
     for code in ("0 every run complete", "1 a run failed", "2 bad input", "130 interrupted"):
         assert code in text
     assert "Powered by Hydra" not in text
+
+
+def test_a_run_writes_nothing_under_the_default_cache_root(tmp_path):
+    """A real run under a home of its own (so ``~/.cache/nfpf``, and every other per-user
+    cache or config default, is a directory this test can see): nothing is written under
+    that home (the session's caches are temporary directories, ``tests/conftest.py``)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "out"
+    proc = nfpf_run("experiment=single", "selector=kmeans", "budget=10", "seed=3",
+                    "logger=none", out=out, HOME=str(home))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(home.rglob("*")) == []
