@@ -464,11 +464,12 @@ def test_resnet18_ddp_two_processes(monkeypatch):
     """Two gloo processes train as one.
 
     The rendezvous port is held from the moment it is chosen (``rendezvous_store``), so no
-    other process can take it. A rarer crash remains, not at the rendezvous: run in a loop on
-    2026-12-07 (2-core machine, loaded by other tests), this test passed 14 of 15 times and
-    the SimCLR one 15 of 15; the failure was a worker killed by SIGABRT ("terminate called
-    without an active exception") after "All distributed processes registered", i.e. after
-    the rendezvous. Its cause is not found yet, so one such crash is still retried."""
+    other process can take it. A rarer crash remains, not at the rendezvous: run in loops on
+    2026-12-07 (2-core machine), this test passed 14 of 15 times beside other tests and 18 of
+    18 alone (32 of 33), the SimCLR one 15 of 15; the failure was a worker killed by SIGABRT
+    ("terminate called without an active exception") after "All distributed processes
+    registered", i.e. after the rendezvous. Its cause is not found yet, so one such crash is
+    still retried (a second fails the test)."""
     x, y = _digits_images()
     train, test = slice(0, 150), slice(1000, 1101)  # 101 test images: the shards are padded
     kwargs = dict(epochs=3, batch_size=32, seed=0)
