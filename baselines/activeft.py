@@ -15,7 +15,7 @@ from nfpf.baselines.neighbors import as_float_array, l2_normalize
 from nfpf.core import device as nfpf_device
 from nfpf.core.selection import Pool, Selector, check_choice, check_param
 
-__all__ = ["LOSSES", "ActiveFT", "activeft_centroids", "check_activeft_options",
+__all__ = ["LOSSES", "ActiveFT", "activeft_centroids", "activeft_picks", "check_activeft_options",
            "nearest_untaken"]
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,32 @@ def nearest_untaken(features: torch.Tensor, centroids: torch.Tensor,
     return picks
 
 
+def activeft_picks(features: np.ndarray, n_centroids: int, options: object, seed: int,
+                   who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ActiveFT from a pool's features to its picks, with the ActiveFT options of
+    ``options`` (``temperature``, ``balance``, ``lr``, ``iterations``, ``loss``, ``device``:
+    :class:`ActiveFT` itself, or BiLAF for its cores).
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), float32
+        The L2-normalised features the centroids were fitted to.
+    picks : ndarray of shape (n_centroids,), int64
+        For each centroid in turn, the most similar sample not yet taken.
+    losses : ndarray of shape (iterations + 1,)
+        The loss before each iteration and after the last.
+    """
+    gpu = nfpf_device.compute_device(options.device)
+    X = l2_normalize(as_float_array(features)).astype(np.float32, copy=False)
+    with nfpf_device.gpu_memory_guard(who, "selector.device"):
+        on_device = torch.from_numpy(X).to(gpu or "cpu")
+        centroids, losses = activeft_centroids(
+            on_device, n_centroids, temperature=options.temperature, balance=options.balance,
+            lr=options.lr, iterations=options.iterations, loss=options.loss, seed=seed)
+        picks = nearest_untaken(on_device, centroids)
+    return X, picks, losses
+
+
 class ActiveFT(Selector):
     """Pick the samples nearest to B centroids fitted to the pool's distribution.
 
@@ -177,15 +203,9 @@ class ActiveFT(Selector):
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
-        X = l2_normalize(as_float_array(pool.features)).astype(np.float32, copy=False)
         log.info("activeft: %d centroids on %d samples, %d iterations", budget, pool.n,
                  self.iterations)
-        with nfpf_device.gpu_memory_guard("activeft", "selector.device"):
-            features = torch.from_numpy(X).to(gpu or "cpu")
-            centroids, losses = activeft_centroids(
-                features, budget, temperature=self.temperature, balance=self.balance,
-                lr=self.lr, iterations=self.iterations, loss=self.loss, seed=seed)
-            picks = nearest_untaken(features, centroids)
+        _, picks, losses = activeft_picks(pool.features, budget, self, seed, "activeft")
         self.losses_ = losses
         self.info_ = {"initial_loss": float(losses[0]), "final_loss": float(losses[-1]),
                       "iterations": int(self.iterations), "loss": self.loss}

@@ -7,14 +7,8 @@ import logging
 from numbers import Real
 
 import numpy as np
-import torch
 
-from nfpf.baselines.activeft import (
-    activeft_centroids,
-    check_activeft_options,
-    nearest_untaken,
-)
-from nfpf.baselines.neighbors import as_float_array, l2_normalize
+from nfpf.baselines.activeft import activeft_picks, check_activeft_options
 from nfpf.core import device as nfpf_device
 from nfpf.core.selection import Pool, Selector, check_choice, check_param
 
@@ -222,14 +216,8 @@ class BiLAF(Selector):
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
-        X = l2_normalize(as_float_array(pool.features)).astype(np.float32, copy=False)
         n_cores = self._n_cores(pool, budget)
-        with nfpf_device.gpu_memory_guard("bilaf", "selector.device"):
-            features = torch.from_numpy(X).to(gpu or "cpu")
-            centroids, losses = activeft_centroids(
-                features, n_cores, temperature=self.temperature, balance=self.balance,
-                lr=self.lr, iterations=self.iterations, loss=self.loss, seed=seed)
-            cores = nearest_untaken(features, centroids)
+        X, cores, losses = activeft_picks(pool.features, n_cores, self, seed, "bilaf")
         X64 = X.astype(np.float64)
         sq = (X64 ** 2).sum(axis=1)
         to_cores = np.sqrt(np.maximum(sq[:, None] + sq[cores][None] - 2 * X64 @ X64[cores].T,

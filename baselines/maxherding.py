@@ -108,8 +108,11 @@ class _Kernel:
         """Kernel values of shape (len(rows), len(cols)) (``cols`` None: every sample)."""
         right = self.right if cols is None else self.right[cols]
         out = torch.mm(self.left[rows], right.T).clamp_max_(0.0)  # |a - b|^2 >= 0
-        columns = torch.arange(right.shape[0], device=out.device) if cols is None else cols
-        out[rows[:, None] == columns[None, :]] = 0.0
+        # each row's own column, exactly 0 (cols are sorted: the grown columns of a pick)
+        at = rows if cols is None else torch.searchsorted(cols, rows).clamp_max_(
+            cols.numel() - 1)
+        own = torch.ones_like(rows, dtype=torch.bool) if cols is None else cols[at] == rows
+        out[torch.arange(rows.numel(), device=out.device)[own], at[own]] = 0.0
         self.entries += out.numel()
         if self.kernel == "tophat":
             return out.gt_(-1.0)

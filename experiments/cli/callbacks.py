@@ -148,9 +148,10 @@ def latest_statuses(ledger: Path, first_line: int = 0) -> dict[str, str]:
     return latest
 
 
-def ledger_counts(ledger: Path) -> tuple[int, int, int]:
-    """(complete, failed, skipped) from the ledger, the last status of each run winning."""
-    statuses = list(latest_statuses(ledger).values())
+def ledger_counts(ledger: Path, first_line: int = 0) -> tuple[int, int, int]:
+    """(complete, failed, skipped) from the ledger's lines from ``first_line`` on, the last
+    status of each run winning."""
+    statuses = list(latest_statuses(ledger, first_line).values())
     return (statuses.count("complete"), statuses.count("failed"), statuses.count("skipped"))
 
 
@@ -164,11 +165,10 @@ def report_progress(job_dir: Path, status: str) -> None:
     append_status(ledger, str(Path(job_dir).resolve().relative_to(sweep_dir)), status)
     info = read_json(sweep_dir / SWEEP_FILE)
     # this invocation's work: the ledger's lines after those of the runs found on disk
-    statuses = list(latest_statuses(ledger, info.get("ledger_start", 0)).values())
-    done, failed, skipped = (statuses.count(s) for s in ("complete", "failed", "skipped"))
+    done, failed, skipped = ledger_counts(ledger, info.get("ledger_start", 0))
     elapsed = time.time() - info["started"]
     log.info("sweep progress: %d/%d runs finished (%d complete, %d failed, %d skipped), "
-             "%s elapsed", len(statuses), info["total"], done, failed, skipped,
+             "%s elapsed", done + failed + skipped, info["total"], done, failed, skipped,
              time.strftime("%H:%M:%S", time.gmtime(elapsed)))
 
 

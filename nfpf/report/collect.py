@@ -170,23 +170,22 @@ def variant_labels(names: pd.Series, configs: pd.Series,
     return labels
 
 
-def find_incomplete(root: Path) -> list[Path]:
+def find_incomplete(root: Path, recorded: set[str] | None = None) -> list[Path]:
     """Run directories below ``root`` that Hydra created (``.hydra``) without a readable
-    result file (none, or one cut short)."""
+    result file (none, or one cut short).
+
+    ``recorded``: the run directories whose ``result.json`` or ``failed.json`` was read
+    (:func:`load_runs`'s ``run_dir``), so that no file is read twice; without it, a
+    directory counts as recorded when one of the two files exists.
+    """
     out = []
     for hydra_dir in sorted(Path(root).rglob(".hydra")):
         run_dir = hydra_dir.parent
-        if not any(_readable(run_dir / name) for name in (RESULT_FILE, FAILED_FILE)):
+        done = (str(run_dir) in recorded if recorded is not None else
+                (run_dir / RESULT_FILE).is_file() or (run_dir / FAILED_FILE).is_file())
+        if not done:
             out.append(run_dir)
     return out
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_json(path)
-    except (OSError, json.JSONDecodeError):
-        return False
-    return True
 
 
 def picks_digest(run_dir: str | Path) -> str | None:
@@ -258,7 +257,7 @@ def collect_runs(root: str | Path, metric: str = "accuracy") -> RunSet:
         raise FileNotFoundError(
             f"{root} is not a directory: give a sweep directory (or outputs/multirun).")
     runs = load_runs(root)
-    incomplete = find_incomplete(root)
+    incomplete = find_incomplete(root, set(runs["run_dir"]))
     if runs.empty and not incomplete:
         raise FileNotFoundError(f"No result.json or failed.json below {root}: nothing to report.")
 
