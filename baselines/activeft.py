@@ -124,10 +124,11 @@ def nearest_untaken(features: torch.Tensor, centroids: torch.Tensor,
 
 
 def activeft_picks(features: np.ndarray, n_centroids: int, options: object, seed: int,
-                   who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   gpu: torch.device | None, who: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ActiveFT from a pool's features to its picks, with the ActiveFT options of
-    ``options`` (``temperature``, ``balance``, ``lr``, ``iterations``, ``loss``, ``device``:
-    :class:`ActiveFT` itself, or BiLAF for its cores).
+    ``options`` (``temperature``, ``balance``, ``lr``, ``iterations``, ``loss``:
+    :class:`ActiveFT` itself, or BiLAF for its cores), on ``gpu`` (None: the CPU).
 
     Returns
     -------
@@ -138,7 +139,6 @@ def activeft_picks(features: np.ndarray, n_centroids: int, options: object, seed
     losses : ndarray of shape (iterations + 1,)
         The loss before each iteration and after the last.
     """
-    gpu = nfpf_device.compute_device(options.device)
     X = l2_normalize(as_float_array(features)).astype(np.float32, copy=False)
     with nfpf_device.gpu_memory_guard(who, "selector.device"):
         on_device = torch.from_numpy(X).to(gpu or "cpu")
@@ -205,7 +205,8 @@ class ActiveFT(Selector):
         gpu = nfpf_device.compute_device(self.device)
         log.info("activeft: %d centroids on %d samples, %d iterations", budget, pool.n,
                  self.iterations)
-        _, picks, losses = activeft_picks(pool.features, budget, self, seed, "activeft")
+        _, picks, losses = activeft_picks(pool.features, budget, self, seed, gpu,
+                                          "activeft")
         self.losses_ = losses
         self.info_ = {"initial_loss": float(losses[0]), "final_loss": float(losses[-1]),
                       "iterations": int(self.iterations), "loss": self.loss}

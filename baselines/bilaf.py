@@ -217,7 +217,7 @@ class BiLAF(Selector):
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         gpu = nfpf_device.compute_device(self.device)
         n_cores = self._n_cores(pool, budget)
-        X, cores, losses = activeft_picks(pool.features, n_cores, self, seed, "bilaf")
+        X, cores, losses = activeft_picks(pool.features, n_cores, self, seed, gpu, "bilaf")
         X64 = X.astype(np.float64)
         sq = (X64 ** 2).sum(axis=1)
         to_cores = np.sqrt(np.maximum(sq[:, None] + sq[cores][None] - 2 * X64 @ X64[cores].T,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nfpf.core.protocol import selector_kinds
-from nfpf.evaluation.records import FAILED_FILE, INDICES_FILE, RESULT_FILE, load_runs
+from nfpf.evaluation.records import INDICES_FILE, RESULT_FILE, load_runs
 from nfpf.io import hash_bytes, read_json
 
 __all__ = ["GROUP_KEYS", "LABELS_MARK", "METRICS", "RunSet", "collect_runs",
@@ -170,22 +170,13 @@ def variant_labels(names: pd.Series, configs: pd.Series,
     return labels
 
 
-def find_incomplete(root: Path, recorded: set[str] | None = None) -> list[Path]:
-    """Run directories below ``root`` that Hydra created (``.hydra``) without a readable
-    result file (none, or one cut short).
-
-    ``recorded``: the run directories whose ``result.json`` or ``failed.json`` was read
-    (:func:`load_runs`'s ``run_dir``), so that no file is read twice; without it, a
-    directory counts as recorded when one of the two files exists.
-    """
-    out = []
-    for hydra_dir in sorted(Path(root).rglob(".hydra")):
-        run_dir = hydra_dir.parent
-        done = (str(run_dir) in recorded if recorded is not None else
-                (run_dir / RESULT_FILE).is_file() or (run_dir / FAILED_FILE).is_file())
-        if not done:
-            out.append(run_dir)
-    return out
+def find_incomplete(root: Path, recorded: set[str]) -> list[Path]:
+    """Run directories below ``root`` that Hydra created (``.hydra``) and whose
+    ``result.json`` or ``failed.json`` was not read: not among ``recorded``, the run
+    directories :func:`nfpf.evaluation.records.load_runs` read (its ``run_dir``), so that
+    a missing file and one cut short are both incomplete and no file is read twice."""
+    return [hydra_dir.parent for hydra_dir in sorted(Path(root).rglob(".hydra"))
+            if str(hydra_dir.parent) not in recorded]
 
 
 def picks_digest(run_dir: str | Path) -> str | None:
