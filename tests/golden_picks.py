@@ -3,10 +3,12 @@
 The picks of every selector (the unsupervised ones of ``conf/selector/``, their ablation
 variants on digits, and the supervised AL strategies of ``conf/selector/al/``) on digits,
 COIL20 and USPS, 2 seeds x 2 budgets, on raw pixels, computed in one fresh process with
-``OMP_NUM_THREADS=2``. The fixture also holds what they were recorded under (package versions,
-processor, threads) and, for the gradient-trained selectors (:data:`TRAINED`), the final
-training loss of each selection: their picks depend on the processor's floating-point kernels,
-so ``tests/test_golden_picks.py`` checks them by what holds on any machine (the same picks
+:data:`PINNED_KERNELS` (two threads, and numpy's, OpenBLAS's, MKL's and torch's kernels held
+at one x86-64 level, so that an AVX-512 processor computes what an AVX2 one does). The fixture
+also holds what they were recorded under (package versions, processor, kernel settings) and,
+for the gradient-trained selectors (:data:`TRAINED`, on digits only), the final training loss
+of each selection: their picks move with the last bits of the floating-point kernels even so,
+and ``tests/test_golden_picks.py`` checks them by what holds on any machine (the same picks
 twice in one process, a high overlap with the recorded picks, the recorded loss within a
 tolerance) and every other selector's picks exactly.
 """
@@ -31,10 +33,23 @@ SEEDS = (0, 1)
 SELECTORS = ("random", "kmeans", "coreset", "typiclust", "probcover", "usl", "ted",
              "dual", "alms", "nfpf", "nfpf_plus", "maxherding", "activeft", "bilaf")
 ACTIVE = ("al/random", "al/entropy", "al/margin", "al/least_confidence", "al/coreset",
-          "al/badge", "al/typiclust")
+          "al/badge", "al/typiclust", "al/uherding")
 #: Selectors trained by gradient descent: their picks move with the processor's BLAS kernels
-#: (near-tied scores), so they are recorded with their final loss and computed twice.
+#: (near-tied scores), so they are recorded with their final loss and computed twice. Their
+#: checks are statistical and they cost half the fixture's time, so they run on digits only.
 TRAINED = ("dual", "alms")
+TRAINED_DATASETS = ("digits",)
+#: The environment the picks are computed under. Without it the same packages pick
+#: differently on an AVX-512 processor than on an AVX2 one: numpy's SIMD loops, OpenBLAS's and
+#: MKL's kernels and torch's vectorised ops each dispatch on the processor, and near-tied
+#: scores (e.g. the SVC's vote counts of the ``al/*`` strategies) flip with the last bit.
+PINNED_KERNELS = {
+    "OMP_NUM_THREADS": "2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "MKL_CBWR": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+}
 #: The packages whose versions decide the picks (a change of any may move them).
 PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pytorch-lightning")
 
@@ -42,7 +57,8 @@ PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "pytorch-lightning")
 def selector_names(dataset: str) -> list[str]:
     from nfpf.core.api import CONFIG_DIR
 
-    names = list(SELECTORS) + list(ACTIVE)
+    names = [name for name in SELECTORS
+             if name not in TRAINED or dataset in TRAINED_DATASETS] + list(ACTIVE)
     if dataset == "digits":
         names += sorted(f"ablation/{p.stem}" for p in (CONFIG_DIR / "selector" / "ablation")
                         .glob("*.yaml"))
@@ -50,13 +66,13 @@ def selector_names(dataset: str) -> list[str]:
 
 
 def environment() -> dict[str, object]:
-    """What the picks are computed under: package versions, processor, threads."""
+    """What the picks are computed under: package versions, processor, kernel settings."""
     return {
         "versions": {"python": platform.python_version(),
                      **{name: importlib.metadata.version(name) for name in PACKAGES}},
         "processor": processor_name(),
         "machine": platform.machine(),
-        "threads": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        "kernels": {name: os.environ.get(name, "unset") for name in PINNED_KERNELS},
     }
 
 
@@ -137,7 +153,7 @@ def compute(datasets=DATASETS, names=None, repeat_trained: bool = False) -> dict
 
 def added_to(fixture: dict) -> dict:
     """The fixture that ``--add`` extends, refused when it was recorded under other package
-    versions, processor or threads than this process runs (its picks would then be a mixture
+    versions, processor or kernel settings than this process runs (its picks would then be a mixture
     of two environments)."""
     recorded = {key: value for key, value in fixture["recorded_under"].items() if key != "date"}
     if recorded != environment():
@@ -160,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="add the picks of --names to the fixture, keeping the rest "
                              "(refused unless this environment is the one it was recorded under)")
     args = parser.parse_args(argv)
+    if any(os.environ.get(name) != value for name, value in PINNED_KERNELS.items()):
+        # numpy, OpenBLAS and torch read these when they load: run again under them
+        os.execve(sys.executable, [sys.executable, "-m", "tests.golden_picks",
+                                   *(sys.argv[1:] if argv is None else argv)],
+                  {**os.environ, **PINNED_KERNELS})
     if args.add and (args.names is None or args.out != FIXTURE):
         parser.error("--add needs --names and writes the fixture itself (no --out)")
     kept = added_to(json.loads(FIXTURE.read_text())) if args.add else {}

@@ -69,6 +69,8 @@ NON_DEFAULT = {
     "al/random": AL,
     "al/full": {},
     "al/typiclust": dict(AL, **TYPICLUST),
+    "al/uherding": dict(AL, uncertainty="entropy", temperature=2.0, bandwidth=0.5,
+                        normalize=False, chunk_size=64),
 }
 PARTIAL = {"nfpf", "nfpf_plus"}
 

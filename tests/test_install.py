@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 
 import pytest
-from golden_picks import FIXTURE, PACKAGES, added_to, environment, environment_note
+from golden_picks import (
+    FIXTURE,
+    PACKAGES,
+    PINNED_KERNELS,
+    added_to,
+    environment,
+    environment_note,
+)
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -60,7 +67,7 @@ def test_golden_picks_were_recorded_under_the_pinned_versions():
     pins = pinned()
     for package in PACKAGES:
         assert recorded["versions"][package] == pins[canonicalize_name(package)], package
-    assert recorded["processor"] and recorded["threads"] == "OMP_NUM_THREADS=2"
+    assert recorded["processor"] and recorded["kernels"] == PINNED_KERNELS
 
 
 def test_environment_note_names_what_changed():
@@ -118,3 +125,25 @@ def test_the_session_caches_in_a_temporary_directory(session_cache_dir, tmp_path
                             "print(cache_root())"], capture_output=True, text=True, timeout=60,
                            cwd=tmp_path)
     assert Path(child.stdout.strip()) == session_cache_dir
+
+
+def test_golden_picks_run_themselves_under_the_pinned_kernels(tmp_path):
+    """Started without the kernel settings (or with others), ``python -m tests.golden_picks``
+    computes under ``PINNED_KERNELS`` all the same: numpy and torch read them at import, so
+    it runs itself again with them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in PINNED_KERNELS}
+    env["MKL_CBWR"] = "COMPATIBLE"
+    out = tmp_path / "picks.json"
+    proc = subprocess.run([sys.executable, "-m", "tests.golden_picks", "--out", str(out),
+                           "--datasets", "digits", "--names", "random"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["recorded_under"]["kernels"] == PINNED_KERNELS
+    assert record["picks"] == {key: value for key, value in
+                               json.loads(FIXTURE.read_text())["picks"].items()
+                               if key.startswith("digits/random/")}

@@ -199,10 +199,11 @@ class ActiveStrategy(BaseEstimator, ABC):
         ``conf/classifier/`` (e.g. ``"logreg"``), or a scikit-learn-style estimator.
 
     After :meth:`select`, ``info_`` holds the round sizes and how many labels were queried,
-    and ``history_`` one record per round. Parameters are stored unchanged and checked by
-    :meth:`check_params` (from ``__init__`` and again before a selection), as for
-    :class:`~nfpf.core.selection.Selector`; a subclass sets its own parameters before
-    calling this ``__init__``.
+    and ``history_`` one record per round; during a round, ``labels_`` holds the labels
+    queried so far, in the order of the labelled indices (UHerding's temperature fit uses
+    it). Parameters are stored unchanged and checked by :meth:`check_params` (from
+    ``__init__`` and again before a selection), as for :class:`~nfpf.core.selection.Selector`;
+    a subclass sets its own parameters before calling this ``__init__``.
 
     Its kind (:mod:`nfpf.core.protocol`) is ``label_using``: :meth:`run_selection` answers
     its queries with an :class:`Oracle` over the request's labels.
@@ -216,6 +217,7 @@ class ActiveStrategy(BaseEstimator, ABC):
 
     info_: dict[str, Any]
     history_: list[dict[str, Any]]
+    labels_: np.ndarray
 
     def __init__(self, init: str | Selector = "random", init_size: int | None = None,
                  rounds: int = 4, model: Any = None):
@@ -356,6 +358,7 @@ class ActiveStrategy(BaseEstimator, ABC):
         for r, size in enumerate(sizes[1:], start=1):
             start = time.perf_counter()
             unlabelled = np.flatnonzero(~np.isin(np.arange(pool.n), labelled))
+            self.labels_ = labels
             fitted = self._fit(estimator, inputs, labelled, labels)
             if fitted is None and self.model_use is not None:
                 # one class among the labels: no model can be fitted; draw like "random"
