@@ -37,6 +37,7 @@ RELEASED_MAX_CANDIDATES = 35000
 #: Gains within this relative distance of the best are ties (float rounding cannot order
 #: them); ties go to the lowest index, the released ``argmax`` rule.
 TIE_RTOL = 1e-9
+UPDATES = ("lazy", "incremental", "plain")
 
 
 class HerdingResult(NamedTuple):
@@ -50,8 +51,8 @@ class HerdingResult(NamedTuple):
         Each pick's marginal gain ``(1/n) sum_x w(x) max(k(c, x) - m(x), 0)`` when it was
         taken (non-increasing: the objective is submodular).
     evaluations : int
-        Kernel values computed (``n^2`` for the first gains, then candidates x the columns
-        each pick changed).
+        Kernel values computed (``n^2`` for the first gains, then the rows re-scored, or the
+        candidates x the columns each pick changed, or ``n^2`` a step: see ``update``).
     """
 
     picks: np.ndarray
@@ -148,6 +149,35 @@ def _lower_gains(gains: torch.Tensor, kernel: _Kernel, m: torch.Tensor, grown: t
         gains[start:stop] -= torch.clamp(block, min=m_old, max=m_new).sub_(m_old) @ w_grown
 
 
+def _exact_gains(kernel: _Kernel, rows: torch.Tensor, m: torch.Tensor,
+                 w: torch.Tensor) -> torch.Tensor:
+    """``sum_x w(x) max(k(c, x) - m(x), 0)`` of the candidates ``rows`` (one block)."""
+    return kernel.block(rows).sub_(m).clamp_min_(0.0) @ w
+
+
+def _lazy_pick(bounds: torch.Tensor, fresh: torch.Tensor, kernel: _Kernel, m: torch.Tensor,
+               w: torch.Tensor, batch: int) -> int:
+    """The plain greedy's pick from upper bounds of the gains (``-inf`` where not open).
+
+    ``fresh`` marks the bounds that are exact gains under the current ``m``. Stale bounds at
+    or above the tie threshold of the best exact gain are made exact, ``batch`` at a time,
+    largest first, until none is left; a stale bound below it cannot be the best nor a tie
+    (its gain is at most its bound), so the lowest index among the exact gains at or above
+    the threshold is the plain greedy's choice."""
+    while True:
+        exact = bounds.masked_fill(~fresh, -np.inf)
+        best = exact.max()
+        threshold = best - TIE_RTOL * best.abs() if torch.isfinite(best) else best
+        stale = bounds.masked_fill(fresh, -np.inf)
+        top, order = torch.topk(stale, min(batch, stale.numel()))
+        order = order[top >= threshold] if torch.isfinite(threshold) else \
+            order[torch.isfinite(top)]
+        if not order.numel():
+            return int(torch.nonzero(exact >= threshold)[0, 0])
+        bounds[order] = _exact_gains(kernel, order, m, w)
+        fresh[order] = True
+
+
 def herding_greedy(
     features: np.ndarray | torch.Tensor,
     budget: int,
@@ -158,7 +188,7 @@ def herding_greedy(
     kernel: str = "rbf",
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
-    incremental: bool = True,
+    update: str = "lazy",
 ) -> HerdingResult:
     """Greedy maximisation of the (weighted) generalized coverage
     ``C(S) = (1/n) sum_x w(x) max_{s in L u S} k(x, s)``.
@@ -168,13 +198,20 @@ def herding_greedy(
     (0 when L u S is empty), then sets ``m <- max(m, k(c, .))``. Gains within a relative
     ``TIE_RTOL`` of the best are ties and go to the lowest index (the released ``argmax``).
 
-    Every sample's gain is kept exact from step to step: a pick raises m only on the samples
-    it is now the most similar pick to (for a kernel that falls with the distance, its cell:
-    about n / t samples at step t), and a gain changes only through those columns, so a step
-    computes the kernel between the candidates and those columns alone: about
-    ``n^2 ln B`` kernel values over B picks, against ``B n^2`` for the plain greedy, with
-    the same picks. (``C`` is a facility-location function, monotone submodular for weights
-    >= 0: the picked gains never increase.)
+    ``C`` is a facility-location function, monotone submodular for weights >= 0: a gain can
+    only fall as the picks grow, and the picked gains never increase. Three ways to the same
+    picks (``update``):
+
+    - ``"lazy"`` (default; Minoux's lazy greedy): the gains of the first step are exact
+      (``n^2`` kernel values), later ones are upper bounds; a step makes exact, in batches,
+      only the candidates whose bound reaches the tie threshold of the best exact gain
+      (:func:`_lazy_pick`): typically a few rows of n kernel values per step.
+    - ``"incremental"``: every gain kept exact from step to step. A pick raises m only on the
+      samples it is now the most similar pick to (for a kernel that falls with the
+      distance, about n / t samples at step t), so a step computes the kernel between every
+      candidate and those columns: about ``n^2 ln B`` values over B picks.
+    - ``"plain"``: every gain recomputed over all n samples at every step, ``B n^2`` values
+      (the reference of the tests).
 
     Parameters
     ----------
@@ -196,9 +233,8 @@ def herding_greedy(
         block against fewer columns takes proportionally more rows.
     device : torch.device or str, optional
         Where the kernel blocks are computed (default: the CPU); float64 everywhere.
-    incremental : bool
-        ``False``: the plain greedy, every gain recomputed over all n samples at every step
-        (the reference of the tests).
+    update : {"lazy", "incremental", "plain"}
+        How the gains follow the picks (above); the picks are the same.
 
     Returns
     -------
@@ -213,6 +249,7 @@ def herding_greedy(
         np.asarray(labelled, dtype=np.int64).reshape(-1)
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)
     _check_greedy_input(n, budget, labelled, weights, bandwidth, kernel)
+    check_choice("update", update, UPDATES)
     w = (torch.ones(n, dtype=torch.float64) if weights is None
          else torch.from_numpy(weights)).to(X.device)
     chunk = int(chunk_size) if chunk_size else auto_chunk_size(n, 8)
@@ -224,19 +261,24 @@ def herding_greedy(
     taken = torch.zeros(n, dtype=torch.bool, device=X.device)
     taken[torch.from_numpy(labelled).to(X.device)] = True
     gains = _all_gains(kernels, m, w, chunk)
+    fresh = torch.ones(n, dtype=torch.bool, device=X.device)  # lazy: which gains are exact
     picks = np.empty(budget, dtype=np.int64)
     picked_gains = np.empty(budget)
     for t in range(budget):
-        if t and not incremental:
+        if t and update == "plain":
             gains = _all_gains(kernels, m, w, chunk)
-        open_gains = gains.masked_fill(taken, -np.inf)
-        best = open_gains.max()
-        pick = int(torch.nonzero(open_gains >= best - TIE_RTOL * best.abs())[0, 0])
-        picks[t], picked_gains[t] = pick, float(open_gains[pick]) / n
+        gains.masked_fill_(taken, -np.inf)
+        if update == "lazy":
+            pick = _lazy_pick(gains, fresh, kernels, m, w, batch=max(1, min(64, chunk)))
+        else:
+            best = gains.max()
+            pick = int(torch.nonzero(gains >= best - TIE_RTOL * best.abs())[0, 0])
+        picks[t], picked_gains[t] = pick, float(gains[pick]) / n
         row = kernels.block(torch.tensor([pick], device=X.device))[0]
         grown = torch.nonzero(row > m).flatten()
-        if incremental and t + 1 < budget and grown.numel():
+        if update == "incremental" and t + 1 < budget and grown.numel():
             _lower_gains(gains, kernels, m, grown, row[grown], w, chunk)
+        fresh.fill_(False)
         m[grown] = row[grown]
         taken[pick] = True
     return HerdingResult(picks, picked_gains, kernels.entries)

@@ -42,21 +42,40 @@ def _sphere(rng, n, d):
 @pytest.mark.parametrize("n,d,budget,h", [(40, 2, 10, 0.5), (150, 8, 30, 1.0),
                                           (300, 20, 25, 0.7), (120, 3, 60, 2.0)])
 @pytest.mark.parametrize("start", ["empty", "labelled", "weighted"])
-def test_incremental_and_plain_greedy_pick_what_the_brute_force_picks(n, d, budget, h, start):
+def test_lazy_incremental_and_plain_greedy_pick_what_the_brute_force_picks(n, d, budget, h,
+                                                                          start):
     rng = np.random.default_rng(n + d)
     X = _sphere(rng, n, d)
     labelled = rng.choice(n, size=5, replace=False) if start != "empty" else ()
     weights = rng.random(n) if start == "weighted" else None
     expected, gains = brute_force(X, budget, labelled, weights, h)
-    for incremental in (True, False):
+    evaluations = {}
+    for update in ("lazy", "incremental", "plain"):
         result = herding_greedy(X, budget, labelled=np.asarray(labelled, dtype=np.int64),
-                                weights=weights, bandwidth=h, incremental=incremental)
+                                weights=weights, bandwidth=h, update=update, chunk_size=7)
         np.testing.assert_array_equal(result.picks, expected)
         np.testing.assert_allclose(result.gains, gains, rtol=1e-9)
-    # the incremental gains are what make it fast: a fraction of the plain greedy's kernel
-    incremental = herding_greedy(X, budget, labelled=np.asarray(labelled, dtype=np.int64),
-                                 weights=weights, bandwidth=h)
-    assert incremental.evaluations < 0.5 * budget * n * n
+        evaluations[update] = result.evaluations
+    # what makes them fast: a fraction of the plain greedy's kernel values
+    assert evaluations["incremental"] < 0.5 * budget * n * n
+    assert evaluations["lazy"] < 0.5 * budget * n * n
+
+
+def test_lazy_greedy_resolves_exact_ties_to_the_lowest_index_as_plain_greedy():
+    """Duplicated rows give exactly tied gains at every step: the lazy greedy must make
+    every tied bound exact before it chooses, and take the lowest index."""
+    rng = np.random.default_rng(11)
+    base = _sphere(rng, 30, 4)
+    X = np.concatenate([base, base, base])  # each point three times
+    for budget in (5, 30):  # after 30 every gain is 0 up to rounding: no tie to test
+        expected, _ = brute_force(X, budget, (), None, 0.8)
+        lazy = herding_greedy(X, budget, bandwidth=0.8, chunk_size=3)
+        np.testing.assert_array_equal(lazy.picks, expected)
+
+
+def test_an_unknown_update_names_its_key():
+    with pytest.raises(ValueError, match="update"):
+        herding_greedy(np.eye(3), 1, update="eager")
 
 
 def test_the_selector_is_the_greedy_on_l2_normalised_features():
