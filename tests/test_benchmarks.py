@@ -224,3 +224,24 @@ def test_gpu_check_records_a_failing_step_with_its_exit_code_and_log(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(s["step"], s["exit"]) for s in summary] == [("nfpf_agreement", 2)]
     assert "no CUDA GPU is visible" in (tmp_path / "nfpf_agreement.log").read_text()
+
+
+def test_maxherding_peer_table_computes_its_ratios_from_the_records():
+    """The side-by-side table divides the peer's time and memory by ours and counts the
+    shared picks, on hand-made records; a size the peer cannot hold says why."""
+    from experiments.benchmarks.bench_maxherding_peer import table
+
+    records = [
+        {"impl": "nfpf", "n": 100, "budget": 4, "time_s": 2.0, "peak_rss_mb": 500,
+         "picks": [1, 2, 3, 4], "status": "ok"},
+        {"impl": "peer", "n": 100, "budget": 4, "time_s": 7.0, "peak_rss_mb": 1500,
+         "picks": [1, 2, 3, 9], "status": "ok"},
+        {"impl": "nfpf", "n": 60000, "budget": 4, "time_s": 150.0, "peak_rss_mb": 900,
+         "picks": [5, 6, 7, 8], "status": "ok"},
+        {"impl": "peer", "n": 60000, "budget": 4, "status": "not run: its kernel is 27 GiB"},
+    ]
+    rows = [line for line in table(records, "cmd").splitlines() if line.startswith("| 1")
+            or line.startswith("| 6")]
+    assert rows[0] == "| 100 | 4 | 2.0 | 7.0 | 3.5 | 500 | 1500 | 3.0 | 0.75 |"
+    assert rows[1] == ("| 60000 | 4 | 150.0 | not run: its kernel is 27 GiB | – | 900 | "
+                       "not run: its kernel is 27 GiB | – | – |")
